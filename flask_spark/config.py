@@ -1,0 +1,242 @@
+"""The ``SPARK_`` configuration keys, their defaults, and their validation.
+
+Everything is read and checked once, in :meth:`flask_spark.Spark.init_app`; a bad value raises
+:class:`~flask_spark.errors.ConfigurationError` naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+Role = Literal["idx", "vow", "private"]
+
+#: Where the authorization endpoints live.
+DEFAULT_PLATFORM_URL = "https://sparkplatform.com"
+#: Where the grant endpoint and the data API live.
+DEFAULT_API_URL = "https://sparkapi.com"
+#: Sent as ``X-SparkApi-User-Agent`` unless ``SPARK_USER_AGENT`` is set.
+DEFAULT_USER_AGENT = "Flask-Spark"
+#: Seconds for connecting to and reading from the platform.
+DEFAULT_TIMEOUT = 10.0
+#: Refresh this many seconds before the access token's recorded expiry.
+DEFAULT_TOKEN_LEEWAY = 60
+#: Seconds a pending sign-in (its ``state``) stays valid.
+DEFAULT_STATE_LIFETIME = 600
+#: How many sign-ins may be pending at once in one browser session (tabs, double clicks).
+DEFAULT_MAX_PENDING_LOGINS = 5
+#: Extra attempts for idempotent calls answered 429/503 or code 1550.
+DEFAULT_RETRIES = 2
+#: Longest ``Retry-After`` honoured by waiting; longer ones raise ``RateLimited`` at once.
+DEFAULT_MAX_RETRY_WAIT = 5.0
+#: Keep-alive connections kept per platform host and process.
+DEFAULT_POOL_SIZE = 16
+
+_ROLES: tuple[Role, ...] = ("idx", "vow", "private")
+_PORTAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LOOPBACK_NAMES = {"localhost"}
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """The validated configuration of one app, kept in ``app.extensions["spark"]``."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str | None
+    role: Role
+    portal: str | None
+    platform_url: str
+    api_url: str
+    user_agent: str
+    login_redirect: str
+    allow_http_loopback: bool
+    timeout: float
+    ca_certs: str | None
+    token_leeway: float
+    state_lifetime: float
+    max_pending_logins: int
+    retries: int
+    max_retry_wait: float
+    pool_size: int
+    access_token: str | None
+    refresh_token: str | None
+    one_portal_per_session: bool
+
+    @property
+    def grant_url(self) -> str:
+        """The token endpoint: code exchange and refresh."""
+        return f"{self.api_url}/v1/oauth2/grant"
+
+    @property
+    def has_app_token(self) -> bool:
+        """Whether single-session keys (an app-wide token pair) are configured."""
+        return self.access_token is not None
+
+
+def normalize_portal(name: str, key: str = "SPARK_PORTAL") -> str:
+    """Validate a VOW portal name and return it lowercased, as the platform's URL wants it.
+
+    :raises ConfigurationError: the name holds anything but letters, digits, ``_`` and ``-``.
+    """
+    if not isinstance(name, str) or not _PORTAL_RE.fullmatch(name):
+        raise ConfigurationError(
+            key, "a portal name is 1-64 letters, digits, '_' or '-' (no slashes, dots or spaces)"
+        )
+    return name.lower()
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` (a parsed host name, not a URL) names this machine."""
+    if not host:
+        return False
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(key: str, value: Any, allow_http_loopback: bool) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(key, "must be a URL such as https://sparkapi.com")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ConfigurationError(key, "is not a valid URL") from exc
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ConfigurationError(key, "must not contain user information ('@')")
+    if not host:
+        raise ConfigurationError(key, "has no host")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(key, "must not have a query or fragment")
+    if parts.scheme == "http" and allow_http_loopback:
+        if not is_loopback_host(host):
+            raise ConfigurationError(key, "http is allowed for loopback hosts only")
+    elif parts.scheme != "https":
+        raise ConfigurationError(
+            key, "must use https (SPARK_ALLOW_HTTP_LOOPBACK allows http on loopback hosts)"
+        )
+    return value.rstrip("/")
+
+
+def _str(config: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
+    value = config.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(key, "must be a non-empty string")
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ConfigurationError(key, "must not contain line breaks or NUL")
+    return value
+
+
+def _number(config: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigurationError(key, f"must be a number >= {minimum}")
+    return float(value)
+
+
+def _int(config: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(key, f"must be a whole number >= {minimum}")
+    return value
+
+
+def _bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(key, "must be True or False")
+    return value
+
+
+def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -> SparkConfig:
+    """Read and validate every ``SPARK_`` key of a Flask config.
+
+    :param has_portal_loader: a portal loader chooses the VOW portal per request, so
+        ``SPARK_PORTAL`` may be left unset with ``SPARK_ROLE="vow"``.
+    :raises ConfigurationError: naming the first missing or malformed key.
+    """
+    client_id = _str(config, "SPARK_CLIENT_ID")
+    if client_id is None:
+        raise ConfigurationError("SPARK_CLIENT_ID", "is required (the key's OAuth client id)")
+    client_secret = _str(config, "SPARK_CLIENT_SECRET")
+    if client_secret is None:
+        raise ConfigurationError("SPARK_CLIENT_SECRET", "is required (the key's OAuth secret)")
+
+    role = config.get("SPARK_ROLE", "idx")
+    if role not in _ROLES:
+        raise ConfigurationError("SPARK_ROLE", "must be one of 'idx', 'vow', 'private'")
+
+    portal_value = config.get("SPARK_PORTAL")
+    portal = None if portal_value is None else normalize_portal(portal_value)
+    if role == "vow" and portal is None and not has_portal_loader:
+        raise ConfigurationError(
+            "SPARK_PORTAL", "is required with SPARK_ROLE='vow' (or register a portal_loader)"
+        )
+
+    allow_http = _bool(config, "SPARK_ALLOW_HTTP_LOOPBACK", False)
+    platform_url = _check_base_url(
+        "SPARK_PLATFORM_URL", config.get("SPARK_PLATFORM_URL", DEFAULT_PLATFORM_URL), allow_http
+    )
+    api_url = _check_base_url(
+        "SPARK_API_URL", config.get("SPARK_API_URL", DEFAULT_API_URL), allow_http
+    )
+
+    redirect_uri = _str(config, "SPARK_REDIRECT_URI")
+    if redirect_uri is not None:
+        parts = urlsplit(redirect_uri)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.fragment:
+            raise ConfigurationError(
+                "SPARK_REDIRECT_URI", "must be an absolute http(s) URL without a fragment"
+            )
+
+    login_redirect = _str(config, "SPARK_LOGIN_REDIRECT", "/")
+    assert login_redirect is not None
+    ca_certs = _str(config, "SPARK_CA_CERTS")
+
+    access_token = _str(config, "SPARK_ACCESS_TOKEN")
+    refresh_token = _str(config, "SPARK_REFRESH_TOKEN")
+    if (access_token is None) != (refresh_token is None):
+        missing = "SPARK_REFRESH_TOKEN" if refresh_token is None else "SPARK_ACCESS_TOKEN"
+        raise ConfigurationError(
+            missing, "single-session keys need both SPARK_ACCESS_TOKEN and SPARK_REFRESH_TOKEN"
+        )
+
+    user_agent = _str(config, "SPARK_USER_AGENT", DEFAULT_USER_AGENT)
+    assert user_agent is not None
+
+    return SparkConfig(
+        client_id=client_id,
+        client_secret=client_secret,
+        redirect_uri=redirect_uri,
+        role=role,
+        portal=portal,
+        platform_url=platform_url,
+        api_url=api_url,
+        user_agent=user_agent,
+        login_redirect=login_redirect,
+        allow_http_loopback=allow_http,
+        timeout=_number(config, "SPARK_TIMEOUT", DEFAULT_TIMEOUT, 0.01),
+        ca_certs=ca_certs,
+        token_leeway=_number(config, "SPARK_TOKEN_LEEWAY", DEFAULT_TOKEN_LEEWAY, 0),
+        state_lifetime=_number(config, "SPARK_STATE_LIFETIME", DEFAULT_STATE_LIFETIME, 1),
+        max_pending_logins=_int(config, "SPARK_MAX_PENDING_LOGINS", DEFAULT_MAX_PENDING_LOGINS, 1),
+        retries=_int(config, "SPARK_RETRIES", DEFAULT_RETRIES, 0),
+        max_retry_wait=_number(config, "SPARK_MAX_RETRY_WAIT", DEFAULT_MAX_RETRY_WAIT, 0),
+        pool_size=_int(config, "SPARK_POOL_SIZE", DEFAULT_POOL_SIZE, 1),
+        access_token=access_token,
+        refresh_token=refresh_token,
+        one_portal_per_session=_bool(config, "SPARK_ONE_PORTAL_PER_SESSION", False),
+    )

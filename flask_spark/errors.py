@@ -1,0 +1,135 @@
+"""Every error Flask-Spark raises derives from :class:`SparkError`.
+
+The tree::
+
+    SparkError
+     ├── ConfigurationError          a SPARK_ key is missing or malformed (at init_app)
+     ├── NotSignedIn                 no token for this browser session and portal
+     │    └── ReauthenticationRequired   the platform refused the refresh token
+     ├── SparkAPIError               the API answered with a Spark error envelope
+     │    └── RateLimited            code 1550, with the platform's Retry-After
+     ├── GrantError                  the grant endpoint refused a code or refresh token
+     ├── PlatformUnavailable         timeout, connection error, 5xx or an unreadable body
+     └── StoreUnavailable            the token store (Redis, files) did not answer
+
+No message ever contains a token, code, state or the client secret: they carry the
+platform's error code and description, the HTTP status and the path, nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SparkError(Exception):
+    """Root of every Flask-Spark error."""
+
+
+class ConfigurationError(SparkError, ValueError):
+    """A ``SPARK_`` configuration key is missing or malformed.
+
+    :param key: the name of the offending configuration key.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+class NotSignedIn(SparkError):
+    """The current browser session has no Spark grant for this portal.
+
+    The default handler redirects page requests to ``/login?next=<here>`` and answers JSON
+    requests with 401.
+    """
+
+    def __init__(self, message: str = "Not signed in with Flexmls") -> None:
+        super().__init__(message)
+
+
+class ReauthenticationRequired(NotSignedIn):
+    """The platform refused the refresh token (``invalid_grant``/``invalid_client``) or
+    revoked the grant: the user has to sign in again. Handled like :class:`NotSignedIn`."""
+
+    def __init__(self, message: str = "The Flexmls sign-in has ended; sign in again") -> None:
+        super().__init__(message)
+
+
+class SparkAPIError(SparkError):
+    """The Spark API answered a data call with an error.
+
+    :param status: HTTP status of the answer.
+    :param code: the Spark ``Code`` from the ``D`` envelope (``None`` if absent).
+    :param message: the Spark ``Message`` from the envelope.
+    :param details: the whole ``D`` envelope, for ``Errors``, ``Details`` or ``SparkQLErrors``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: int | None,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        super().__init__(f"Spark API error {code} (HTTP {status}): {message}")
+
+
+class RateLimited(SparkAPIError):
+    """Over the key's rate limit (Spark code 1550, HTTP 429 or the older 503).
+
+    :param retry_after: seconds the platform asked to wait, if it said.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: int | None,
+        message: str,
+        details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(status, code, message, details)
+        self.retry_after = retry_after
+
+
+class GrantError(SparkError):
+    """The grant endpoint (``/v1/oauth2/grant``) refused a code or a refresh token.
+
+    :param status: HTTP status of the answer.
+    :param error: the OAuth ``error`` value, such as ``invalid_grant``.
+    :param description: the platform's ``error_description``.
+    """
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        self.status = status
+        self.error = error
+        self.description = description
+        super().__init__(f"Grant refused ({error}, HTTP {status}): {description}")
+
+    @property
+    def ends_grant(self) -> bool:
+        """Whether this answer means the tokens are dead for good."""
+        return self.error in {"invalid_grant", "invalid_client"}
+
+
+class PlatformUnavailable(SparkError):
+    """The platform could not be reached or gave an unusable answer.
+
+    Tokens are never discarded for this. The default handler answers 503.
+
+    :param retry_after: seconds to wait before trying again, when known.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class StoreUnavailable(SparkError):
+    """The server-side token store or its lock did not answer. The default handler answers
+    503; no refresh ever happens without the lock."""

@@ -1,0 +1,184 @@
+"""The OAuth 2 protocol as the Spark platform speaks it, with no Flask in it.
+
+- the authorization URL per role (``<platform>/oauth2`` or ``<platform>/auth/vow/<portal>``);
+- the code exchange and the refresh, both a **JSON** POST to ``<api>/v1/oauth2/grant``;
+- revocation, ``DELETE <api>/v1/oauth2/token/<access_token>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, NotRequired, TypedDict
+from urllib.parse import quote
+
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+
+from .config import SparkConfig
+from .errors import GrantError, PlatformUnavailable
+from .transport import Transport
+
+#: The platform's documented access-token lifetime, assumed when ``expires_in`` is unusable.
+PLATFORM_TOKEN_LIFETIME = 86400
+#: Seconds taken off ``expires_in`` for the time the answer spent in flight.
+EXPIRY_MARGIN = 5.0
+_MAX_DESCRIPTION = 300
+
+
+class TokenRecord(TypedDict):
+    """A grant's tokens as stored server-side (plain JSON types only)."""
+
+    access_token: str
+    refresh_token: str
+    #: Unix time after which the access token is taken as expired (local clock).
+    expires_at: float
+    #: Unix time the current access token was received.
+    obtained_at: float
+    #: The redirect URI of the sign-in, sent again with each refresh.
+    redirect_uri: NotRequired[str]
+    #: Single-session keys: a fingerprint of the configured pair this record grew from.
+    seed: NotRequired[str]
+
+
+def authorization_url(
+    config: SparkConfig, redirect_uri: str, state: str, portal: str | None
+) -> str:
+    """The URL that starts a sign-in for the configured role.
+
+    :param portal: the lowercased VOW portal name (VOW role only).
+    """
+    if config.role == "vow":
+        if not portal:
+            raise ValueError("a VOW sign-in needs a portal name")
+        endpoint = f"{config.platform_url}/auth/vow/{quote(portal, safe='')}"
+    else:
+        endpoint = f"{config.platform_url}/oauth2"
+    url: str = prepare_grant_uri(
+        endpoint, config.client_id, "code", redirect_uri=redirect_uri, state=state
+    )
+    return url
+
+
+def _clean_text(value: Any, limit: int = _MAX_DESCRIPTION) -> str:
+    text = value if isinstance(value, str) else ""
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text[:limit]
+
+
+class GrantClient:
+    """Talks to the grant and revocation endpoints for one app's key."""
+
+    def __init__(self, config: SparkConfig, transport: Transport) -> None:
+        self.config = config
+        self.transport = transport
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-SparkApi-User-Agent": config.user_agent,
+        }
+
+    def exchange_code(self, code: str, redirect_uri: str) -> TokenRecord:
+        """Trade an authorization code for tokens. Never retried: a code is single-use.
+
+        :raises GrantError: the platform refused the code.
+        :raises PlatformUnavailable: timeout, 5xx, or an answer that is not a token.
+        """
+        return self._post(
+            {
+                "client_id": self.config.client_id,
+                "client_secret": self.config.client_secret,
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+            },
+            previous_refresh_token=None,
+        )
+
+    def refresh(self, refresh_token: str, redirect_uri: str) -> TokenRecord:
+        """Trade a refresh token for a new pair; the old refresh token is dead afterwards.
+
+        :raises GrantError: the platform refused the refresh token.
+        :raises PlatformUnavailable: timeout, 5xx, or an answer that is not a token.
+        """
+        return self._post(
+            {
+                "client_id": self.config.client_id,
+                "client_secret": self.config.client_secret,
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "redirect_uri": redirect_uri,
+            },
+            previous_refresh_token=refresh_token,
+        )
+
+    def revoke(self, access_token: str) -> bool:
+        """Revoke the whole grant at the platform. Best effort: returns whether it worked."""
+        url = f"{self.config.api_url}/v1/oauth2/token/{quote(access_token, safe='')}"
+        headers = dict(self._headers)
+        headers["Authorization"] = f"OAuth {access_token}"
+        try:
+            reply = self.transport.request("DELETE", url, headers=headers)
+        except PlatformUnavailable:
+            return False
+        return 200 <= reply.status < 300
+
+    def _post(self, payload: dict[str, str], previous_refresh_token: str | None) -> TokenRecord:
+        body = json.dumps(payload).encode()
+        reply = self.transport.request(
+            "POST", self.config.grant_url, headers=self._headers, body=body
+        )
+        try:
+            data = reply.json()
+        except ValueError:
+            data = None
+        if reply.status > 299:
+            if isinstance(data, dict) and isinstance(data.get("error"), str):
+                if reply.status >= 500 and data["error"] not in {
+                    "invalid_grant",
+                    "invalid_client",
+                }:
+                    raise PlatformUnavailable(
+                        f"The grant endpoint answered HTTP {reply.status}",
+                        retry_after=reply.retry_after(),
+                    )
+                raise GrantError(
+                    reply.status,
+                    _clean_text(data["error"], 64),
+                    _clean_text(data.get("error_description")),
+                )
+            raise PlatformUnavailable(
+                f"The grant endpoint answered HTTP {reply.status}", retry_after=reply.retry_after()
+            )
+        if not isinstance(data, dict):
+            raise PlatformUnavailable("The grant endpoint's answer was not JSON")
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise PlatformUnavailable("The grant endpoint's answer had no access_token")
+        refresh = data.get("refresh_token")
+        if not isinstance(refresh, str) or not refresh:
+            if previous_refresh_token is None:
+                raise PlatformUnavailable("The grant endpoint's answer had no refresh_token")
+            refresh = previous_refresh_token
+        now = time.time()
+        lifetime = _lifetime(data.get("expires_in"))
+        return TokenRecord(
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=now + lifetime - min(EXPIRY_MARGIN, lifetime / 10),
+            obtained_at=now,
+        )
+
+
+def _lifetime(value: Any) -> float:
+    """``expires_in`` as seconds; the platform's 24 h when missing or garbled."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return PLATFORM_TOKEN_LIFETIME
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return PLATFORM_TOKEN_LIFETIME
+    if not math.isfinite(value) or value <= 0:
+        return PLATFORM_TOKEN_LIFETIME
+    return float(min(value, 10 * PLATFORM_TOKEN_LIFETIME))

@@ -1,0 +1,189 @@
+"""Grants and their refresh: single flight per grant, and no lost update.
+
+A :class:`GrantRef` says where one grant's tokens live. :class:`TokenManager` reads them,
+and refreshes them so that, however many threads, workers and hosts find the same expired
+token at once, exactly one refresh reaches the platform: each takes the grant's lock,
+re-reads the record, and only calls the platform if nobody changed it meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from .config import SparkConfig
+from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired
+from .grant import GrantClient, TokenRecord
+from .store import TokenStore
+
+#: Seconds the refresh lock outlives its holder beyond the HTTP timeout, should it die.
+LOCK_MARGIN = 5.0
+
+
+@dataclass(frozen=True)
+class GrantRef:
+    """Where one grant's record lives.
+
+    :param owner: ``"session:<sid>"`` or ``"app:<fingerprint>"``.
+    :param scope: ``"idx"``, ``"private"`` or ``"vow/<portal>"``.
+    :param ttl: seconds the stored record lives (``None`` for the app-wide grant).
+    """
+
+    owner: str
+    scope: str
+    ttl: int | None
+
+    @property
+    def is_app(self) -> bool:
+        """Whether this is the app-wide grant of single-session keys."""
+        return self.owner.startswith("app:")
+
+
+def session_owner(sid: str) -> str:
+    """The owner name of a browser session's grants."""
+    return f"session:{sid}"
+
+
+def _fingerprint(*values: str) -> str:
+    return hashlib.sha256("\x00".join(values).encode()).hexdigest()[:32]
+
+
+class TokenManager:
+    """Loads, stores and refreshes token records for one app."""
+
+    def __init__(self, config: SparkConfig, store: TokenStore, grants: GrantClient) -> None:
+        self.config = config
+        self.store = store
+        self.grants = grants
+        self.lock_ttl = config.timeout * 2 + LOCK_MARGIN
+        self.lock_wait = self.lock_ttl * 2
+        self._app_seed = (
+            _fingerprint(config.access_token, config.refresh_token or "")
+            if config.access_token
+            else None
+        )
+
+    # -- the app-wide grant of single-session keys ------------------------------------
+
+    def app_ref(self) -> GrantRef | None:
+        """The app-wide grant, when single-session keys are configured."""
+        if self._app_seed is None:
+            return None
+        return GrantRef(f"app:{_fingerprint(self.config.client_id)}", "app", None)
+
+    def _seed_app_grant(self, ref: GrantRef, stored: TokenRecord | None) -> TokenRecord:
+        """Start (or restart) the app grant from the configured pair, under its lock."""
+        assert self.config.access_token
+        assert self.config.refresh_token
+        assert self._app_seed
+        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+            again = self.store.load(ref.owner, ref.scope)
+            if again is not None and again.get("seed") == self._app_seed:
+                return again
+            record = TokenRecord(
+                access_token=self.config.access_token,
+                refresh_token=self.config.refresh_token,
+                # Unknown expiry: trust it until the platform says 1020.
+                expires_at=time.time() + 86400,
+                obtained_at=time.time(),
+                seed=self._app_seed,
+            )
+            if self.config.redirect_uri:
+                record["redirect_uri"] = self.config.redirect_uri
+            self.store.save(ref.owner, ref.scope, record, None)
+            return record
+
+    # -- reading ---------------------------------------------------------------------
+
+    def load(self, ref: GrantRef) -> TokenRecord | None:
+        """The grant's current record; ``None`` when there is none.
+
+        :raises ReauthenticationRequired: the app-wide grant was refused by the platform
+            and the configured pair has not been replaced since.
+        """
+        record = self.store.load(ref.owner, ref.scope)
+        if ref.is_app and (record is None or record.get("seed") != self._app_seed):
+            record = self._seed_app_grant(ref, record)
+        if record is not None and not record["access_token"]:
+            raise ReauthenticationRequired(
+                "The single-session tokens were refused; configure a new pair"
+            )
+        return record
+
+    def is_due(self, record: TokenRecord, now: float | None = None) -> bool:
+        """Whether the access token should be refreshed before use.
+
+        The leeway never exceeds half the token's life, so a short-lived token is not
+        refreshed on every call.
+        """
+        now = time.time() if now is None else now
+        life = max(0.0, record["expires_at"] - record["obtained_at"])
+        return now >= record["expires_at"] - min(self.config.token_leeway, life / 2)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def store_new(self, ref: GrantRef, record: TokenRecord) -> None:
+        """Keep the tokens of a fresh sign-in."""
+        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+            self.store.save(ref.owner, ref.scope, record, ref.ttl)
+
+    def rotate_owner(self, old_owner: str, new_owner: str, *, keep: bool = True) -> None:
+        """Move (or, with ``keep=False``, drop) a session's records on session id rotation."""
+        with self.store.lock(old_owner, "*", self.lock_ttl, self.lock_wait):
+            if keep:
+                self.store.move(old_owner, new_owner)
+            else:
+                self.store.delete(old_owner)
+
+    def forget(self, ref: GrantRef) -> list[str]:
+        """Delete the grant's record; returns the scopes the owner still holds."""
+        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+            self.store.delete(ref.owner, ref.scope)
+            return self.store.scopes(ref.owner)
+
+    def refresh(self, ref: GrantRef, stale: TokenRecord) -> tuple[TokenRecord, bool]:
+        """Replace ``stale`` with fresh tokens: single flight across threads and processes.
+
+        :returns: the current record, and whether this call refreshed it at the platform
+            (``False`` when another request already had).
+        :raises ReauthenticationRequired: the platform refused the refresh token.
+        :raises PlatformUnavailable: timeout, 5xx or garbage; the tokens are kept.
+        """
+        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+            current = self.store.load(ref.owner, ref.scope)
+            if current is None or not current["access_token"]:
+                raise ReauthenticationRequired()
+            if current["access_token"] != stale["access_token"]:
+                return current, False
+            redirect_uri = current.get("redirect_uri") or self.config.redirect_uri or ""
+            try:
+                fresh = self.grants.refresh(current["refresh_token"], redirect_uri)
+            except GrantError as exc:
+                if not exc.ends_grant:
+                    raise PlatformUnavailable(
+                        f"The platform did not refresh the token ({exc.error})"
+                    ) from None
+                return self._refused(ref, current), False
+            for key in ("redirect_uri", "seed"):
+                if key in current:
+                    fresh[key] = current[key]
+            self.store.save(ref.owner, ref.scope, fresh, ref.ttl)
+            return fresh, True
+
+    def _refused(self, ref: GrantRef, current: TokenRecord) -> TokenRecord:
+        """The platform refused the refresh token: unless another writer has already
+        replaced it, the grant is over."""
+        again = self.store.load(ref.owner, ref.scope)
+        if again is not None and again["access_token"] != current["access_token"]:
+            return again
+        if ref.is_app:
+            tombstone = TokenRecord(
+                access_token="", refresh_token="", expires_at=0.0, obtained_at=time.time()
+            )
+            if "seed" in current:
+                tombstone["seed"] = current["seed"]
+            self.store.save(ref.owner, ref.scope, tombstone, None)
+        else:
+            self.store.delete(ref.owner, ref.scope)
+        raise ReauthenticationRequired()

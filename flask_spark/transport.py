@@ -1,0 +1,157 @@
+"""HTTP to the platform: one pool of keep-alive connections per app and process.
+
+urllib3's :class:`~urllib3.PoolManager` is safe to share across threads. The pool is made
+lazily and again after a fork, so gunicorn's ``--preload`` never shares sockets between
+workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .errors import PlatformUnavailable
+
+_TOKEN_PATH = re.compile(r"(/oauth2/token/)[^\s\"?]+")
+
+
+class _RedactTokenPaths(logging.Filter):
+    """urllib3 logs each request line at DEBUG; the revocation URL carries the access token
+    in its path, so that part is replaced before the line is emitted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_PATH.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RedactTokenPaths) for f in logger.filters):
+        logger.addFilter(_RedactTokenPaths())
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer from the platform."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        :raises ValueError: the body is not JSON.
+        """
+        return json.loads(self.body)
+
+    def retry_after(self) -> float | None:
+        """The ``Retry-After`` header in seconds (delta or HTTP date), if present and sane."""
+        value = self.headers.get("retry-after")
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(value).timestamp() - time()
+            except (TypeError, ValueError, IndexError):
+                return None
+        if seconds != seconds:  # NaN
+            return None
+        return max(0.0, min(seconds, 86400.0))
+
+
+class Transport:
+    """Sends requests to the platform over a shared keep-alive pool.
+
+    :param timeout: seconds for connect and for each read.
+    :param ca_certs: a CA bundle to trust instead of the system's (the simulator's CA).
+    :param pool_size: keep-alive connections kept per host.
+    """
+
+    def __init__(self, timeout: float, ca_certs: str | None, pool_size: int) -> None:
+        self.timeout = timeout
+        self.ca_certs = ca_certs
+        self.pool_size = pool_size
+        self._lock = threading.Lock()
+        self._pool: urllib3.PoolManager | None = None
+        self._pid = 0
+        _install_log_filter()
+
+    def _manager(self) -> urllib3.PoolManager:
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            return pool
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = urllib3.PoolManager(
+                    num_pools=8,
+                    maxsize=self.pool_size,
+                    block=False,
+                    retries=False,
+                    timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+                    ca_certs=self.ca_certs,
+                    cert_reqs="CERT_REQUIRED",
+                )
+                self._pid = os.getpid()
+            return self._pool
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send one request; no retries happen here.
+
+        :raises PlatformUnavailable: connection refused, TLS failure or timeout.
+        """
+        kwargs: dict[str, Any] = {}
+        if timeout is not None:
+            kwargs["timeout"] = urllib3.Timeout(connect=timeout, read=timeout)
+        try:
+            response = self._manager().request(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                redirect=False,
+                preload_content=True,
+                **kwargs,
+            )
+        except Urllib3Error as exc:
+            # The exception text can hold the URL (and so a token in a revocation path).
+            raise PlatformUnavailable(
+                f"The Spark platform could not be reached ({type(exc).__name__})"
+            ) from None
+        return Reply(
+            status=response.status,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=response.data,
+        )
+
+    def close(self) -> None:
+        """Close every pooled connection of this process."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.clear()
+                self._pool = None
