@@ -1,0 +1,150 @@
+"""The pages and JSON answers Flask-Spark shows: sign-in failures, "please sign in",
+"try again later". Each page is a template an app may override (``spark/<reason>.html``,
+then ``spark/error.html``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from .errors import PlatformUnavailable, RateLimited, SparkError, StoreUnavailable
+from .redirects import safe_next
+
+_MAX_DESCRIPTION = 300
+
+#: Title and message of each sign-in failure, by reason.
+REASONS: dict[str, tuple[str, str]] = {
+    "cancelled": (
+        "Sign-in cancelled",
+        "You cancelled signing in with Flexmls. Nothing was shared.",
+    ),
+    "platform_error": (
+        "Sign-in did not finish",
+        "Flexmls could not complete the sign-in.",
+    ),
+    "no_cookie": (
+        "Sign-in could not be matched to your browser",
+        (
+            "Your browser did not send back this site's session cookie. This happens when "
+            "cookies are blocked, when the site is opened under another host name than the "
+            "one registered (for example localhost and 127.0.0.1), or when the session "
+            "cookie uses SameSite=Strict."
+        ),
+    ),
+    "unknown_state": (
+        "Sign-in link not recognised",
+        "This sign-in link was already used or does not belong to this browser session.",
+    ),
+    "expired_state": (
+        "Sign-in took too long",
+        "This sign-in started too long ago. Please sign in again.",
+    ),
+    "bad_request": (
+        "Sign-in link not valid",
+        "The address Flexmls sent you back to was malformed.",
+    ),
+    "exchange_failed": (
+        "Sign-in did not finish",
+        "Flexmls did not accept the sign-in. Please try again.",
+    ),
+    "cross_site": (
+        "Sign-out refused",
+        "Signing out must be requested from a page of this site.",
+    ),
+    "platform_unavailable": (
+        "Sign-in did not finish",
+        "Flexmls could not be reached. Please try again in a moment.",
+    ),
+}
+
+
+def clean_description(value: str | None) -> str | None:
+    """The platform's ``error_description``, printable and capped (Jinja escapes it)."""
+    if not value:
+        return None
+    text = "".join(ch for ch in value if ch.isprintable())
+    if len(text) > _MAX_DESCRIPTION:
+        text = text[: _MAX_DESCRIPTION - 1] + "…"
+    return text or None
+
+
+def wants_json() -> bool:
+    """Whether the current request prefers JSON over HTML."""
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return (
+        best == "application/json"
+        and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    )
+
+
+def error_page(reason: str, status: int, **context: Any) -> Response:
+    """Render the page for ``reason`` with ``status``; no-store, no referrer."""
+    title, message = REASONS.get(reason, ("Something went wrong", ""))
+    html = render_template(
+        [f"spark/{reason}.html", "spark/error.html"],
+        reason=reason,
+        title=title,
+        message=message,
+        status=status,
+        login_url=url_for("spark.login"),
+        **context,
+    )
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def login_url_for_here() -> str:
+    """``/login?next=<the current page>``."""
+    here = request.full_path if request.query_string else request.path
+    return url_for("spark.login", next=safe_next(here))
+
+
+def unauthorized() -> Response:
+    """Not signed in: redirect pages to the sign-in, answer JSON requests with 401."""
+    if wants_json():
+        response = jsonify(error="not_signed_in", message="Sign in with Flexmls first.")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Cookie realm="Flexmls sign-in"'
+        return response
+    return redirect(login_url_for_here(), code=302)
+
+
+def unavailable(error: SparkError) -> Response:
+    """Platform down, rate limited or token store down: 503 with ``Retry-After``."""
+    retry_after: float | None = None
+    if isinstance(error, RateLimited | PlatformUnavailable):
+        retry_after = error.retry_after
+    seconds = max(1, math.ceil(retry_after)) if retry_after is not None else 30
+    if isinstance(error, RateLimited):
+        message = "Flexmls asked us to slow down. Please try again shortly."
+    elif isinstance(error, StoreUnavailable):
+        message = "Sign-in storage is unavailable right now. Please try again shortly."
+    else:
+        message = "Flexmls could not be reached. Please try again shortly."
+    response: Response
+    if wants_json():
+        response = jsonify(error="unavailable", message=message)
+        response.status_code = 503
+    else:
+        response = Response(
+            render_template(
+                ["spark/unavailable.html", "spark/error.html"],
+                reason="unavailable",
+                title="Temporarily unavailable",
+                message=message,
+                status=503,
+                login_url=None,
+            ),
+            status=503,
+            mimetype="text/html",
+        )
+    response.headers["Retry-After"] = str(seconds)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,219 @@
+"""The ``spark`` blueprint: ``GET /login``, ``GET /callback``, ``POST /logout``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, has_request_context, redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from .errors import GrantError, PlatformUnavailable
+from .extension import SparkState, current_scope, reset_client, spark_state, user_grant
+from .grant import authorization_url
+from .pages import clean_description, error_page
+from .redirects import safe_next
+from .signals import logged_out, login_failed, token_obtained
+from .state import PendingLogin, add_pending, new_state, pop_pending
+from .tokens import GrantRef, session_owner
+
+log = logging.getLogger("flask_spark")
+
+_CODE_RE = re.compile(r"[\x21-\x7e]{1,512}")
+_CALLBACK_PARAMS = ("state", "code", "error", "error_description")
+_MAX_PARAM = 4096
+_SIGNED_IN_KEY = "_spark_signed_in"
+
+
+def make_blueprint() -> Blueprint:
+    """A fresh ``spark`` blueprint (one per app)."""
+    bp = Blueprint("spark", __name__, template_folder="templates")
+    bp.add_url_rule("/login", "login", login, methods=["GET"])
+    bp.add_url_rule("/callback", "callback", callback, methods=["GET"])
+    bp.add_url_rule("/logout", "logout", logout, methods=["POST"])
+    bp.url_defaults(_keep_prefix_values)
+    return bp
+
+
+def _keep_prefix_values(endpoint: str, values: dict[str, Any]) -> None:
+    """Fill the blueprint's URL prefix variables (``url_prefix="/<portal>"``) from the
+    current request, so ``url_for("spark.login")`` stays inside the current portal."""
+    if not has_request_context() or not request.view_args:
+        return
+    for rule in current_app.url_map.iter_rules(endpoint):
+        for name in rule.arguments:
+            if name not in values and name in request.view_args:
+                values[name] = request.view_args[name]
+        return
+
+
+def _redirect_uri(state: SparkState) -> str:
+    return state.config.redirect_uri or url_for("spark.callback", _external=True)
+
+
+def _landing(state: SparkState) -> str:
+    return state.config.login_redirect
+
+
+def login(**_prefix_values: Any) -> Response:
+    """Start a sign-in: remember a fresh state, then redirect to the platform."""
+    state = spark_state()
+    scope, portal = current_scope(state)
+    redirect_uri = _redirect_uri(state)
+    oauth_state = new_state()
+    record = PendingLogin(
+        state=oauth_state,
+        next=safe_next(request.args.get("next")),
+        scope=scope,
+        portal=portal,
+        redirect_uri=redirect_uri,
+        expires_at=time.time() + state.config.state_lifetime,
+    )
+    add_pending(session, record, state.config.max_pending_logins)
+    response = redirect(authorization_url(state.config, redirect_uri, oauth_state, portal), 302)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _failed(reason: str, status: int, **context: Any) -> Response:
+    """Tell receivers of ``login_failed``; the first Response one returns wins."""
+    error = context.get("error")
+    description = context.get("description")
+    log.info("Flexmls sign-in failed: %s", reason)
+    for _receiver, value in login_failed.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        reason=reason,
+        error=error,
+        description=description,
+    ):
+        if isinstance(value, Response):
+            value.headers["Cache-Control"] = "no-store"
+            value.headers["Referrer-Policy"] = "no-referrer"
+            return value
+    return error_page(reason, status, **context)
+
+
+def _single_params() -> dict[str, str] | None:
+    """The callback's parameters, or ``None`` when any is repeated, too long or has NUL."""
+    values: dict[str, str] = {}
+    for name in _CALLBACK_PARAMS:
+        found = request.args.getlist(name)
+        if len(found) > 1:
+            return None
+        if found:
+            value = found[0]
+            if len(value) > _MAX_PARAM or "\x00" in value or "\ufffd" in value:
+                return None
+            values[name] = value
+    return values
+
+
+def callback(**_prefix_values: Any) -> Response:
+    """Finish a sign-in: check the state, exchange the code, keep the tokens."""
+    state = spark_state()
+    params = _single_params()
+    if params is None:
+        return _failed("bad_request", 400)
+    cookie_came = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
+    oauth_state = params.get("state", "")
+    outcome, record = pop_pending(session, oauth_state) if oauth_state else ("unknown", None)
+
+    error = params.get("error")
+    if error is not None:
+        description = clean_description(params.get("error_description"))
+        error = clean_description(error)
+        if error == "access_denied":
+            return _failed("cancelled", 403, error=error, description=description)
+        return _failed("platform_error", 400, error=error, description=description)
+
+    if record is None:
+        if not cookie_came:
+            return _failed("no_cookie", 400)
+        if outcome == "expired":
+            return _failed("expired_state", 400)
+        scope, _ = current_scope(state)
+        ref = user_grant(state, scope)
+        signed_in = ref is not None and state.tokens.store.load(ref.owner, ref.scope) is not None
+        return _failed("unknown_state", 400, signed_in=signed_in, continue_url=_landing(state))
+
+    code = params.get("code", "")
+    if not _CODE_RE.fullmatch(code):
+        return _failed("bad_request", 400)
+
+    try:
+        tokens = state.grants.exchange_code(code, record["redirect_uri"])
+    except GrantError as exc:
+        return _failed(
+            "exchange_failed",
+            400,
+            error=exc.error,
+            description=clean_description(exc.description),
+        )
+    except PlatformUnavailable:
+        return _failed("platform_unavailable", 502)
+    tokens["redirect_uri"] = record["redirect_uri"]
+
+    old_owner = session_owner(session.sid)  # type: ignore[attr-defined]
+    # Keep the session non-empty, else Flask-Session would neither rotate nor save it.
+    session[_SIGNED_IN_KEY] = True
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+    new_owner = session_owner(session.sid)  # type: ignore[attr-defined]
+    state.tokens.rotate_owner(old_owner, new_owner, keep=not state.config.one_portal_per_session)
+    state.tokens.store_new(GrantRef(new_owner, record["scope"], state.session_ttl), tokens)
+    reset_client()
+    token_obtained.send(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        scope=record["scope"],
+        portal=record["portal"],
+    )
+    response = redirect(record["next"] or _landing(state), 303)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _same_origin() -> bool:
+    """Whether this POST comes from a page of this site (Fetch Metadata, then Origin,
+    then Referer). A request with none of them is refused."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site in {"same-origin", "none"}
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source or source == "null":
+        return False
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return False
+    return parts.scheme == request.scheme and parts.netloc == request.host
+
+
+def logout(**_prefix_values: Any) -> Response:
+    """Sign out of the current portal: revoke at the platform (best effort), delete the
+    tokens, and clear the session unless other portals are still signed in."""
+    if not _same_origin():
+        return error_page("cross_site", 403)
+    state = spark_state()
+    scope, portal = current_scope(state)
+    ref = user_grant(state, scope)
+    if ref is not None:
+        record = state.tokens.store.load(ref.owner, ref.scope)
+        token = record["access_token"] if record is not None else ""
+        if token and not state.grants.revoke(token):
+            log.warning("Flexmls did not confirm revoking the grant; signed out locally")
+        remaining = state.tokens.forget(ref)
+        if remaining:
+            session.pop("_spark_pending", None)
+        else:
+            session.clear()
+        reset_client()
+        if record is not None:
+            logged_out.send(
+                current_app._get_current_object(),  # type: ignore[attr-defined]
+                scope=scope,
+                portal=portal,
+            )
+    return redirect(_landing(state), 303)
