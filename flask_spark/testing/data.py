@@ -1,0 +1,377 @@
+"""The simulator's fake, deterministic data: accounts, listings, contacts, paging, filters."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import functools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "ACCOUNTS",
+    "LISTINGS",
+    "DataError",
+    "account",
+    "filter_listings",
+    "my_listings",
+    "order_by",
+    "page",
+    "seed_contacts",
+    "system",
+]
+
+MLS_ID = "20000426143505724628000000"
+MLS_NAME = "Red River Valley MLS"
+OFFICE_ID = "20030122155218391497000000"
+OFFICE_NAME = "Prairie Home Realty"
+
+
+def _contact_items(
+    kind: str, name: str, first: str, last: str, phone: str, uri: str
+) -> dict[str, Any]:
+    slug = f"{first}.{last}".lower().replace(" ", "-")
+    email = f"{slug}@prairie-home.example"
+    return {
+        "Emails": [{"Type": kind, "Name": "Work", "Address": email, "Primary": True}],
+        "Phones": [
+            {"Type": "Office", "Name": "Office", "Number": "701-555-0100", "Primary": False},
+            {"Type": "Mobile", "Name": "Cell", "Number": phone, "Primary": True},
+        ],
+        "Websites": [{"Type": "Website", "Name": name, "Uri": uri, "Primary": True}],
+        "Addresses": [
+            {
+                "Type": "Work",
+                "Name": "Office",
+                "Address": "300 Broadway N, Fargo, ND 58102",
+                "Primary": True,
+            }
+        ],
+        "Images": [
+            {
+                "Type": "Photo",
+                "Name": f"{first} {last}",
+                "Uri": f"https://photos.prairie-home.example/{slug}.jpg",
+                "Primary": True,
+            }
+        ],
+    }
+
+
+def _account(
+    account_id: str,
+    user_type: str,
+    first: str,
+    last: str,
+    phone: str,
+    uri: str,
+) -> dict[str, Any]:
+    name = f"{first} {last}" if last else first
+    return {
+        "Id": account_id,
+        "ResourceUri": f"/v1/accounts/{account_id}",
+        "Name": name,
+        "FirstName": first,
+        "LastName": last,
+        "UserType": user_type,
+        "Office": OFFICE_NAME,
+        "OfficeId": OFFICE_ID,
+        "Mls": MLS_NAME,
+        "MlsId": MLS_ID,
+        **_contact_items("Work", name, first, last, phone, uri),
+    }
+
+
+#: The built-in accounts a user can sign in as; the first is the default.
+ACCOUNTS: tuple[dict[str, Any], ...] = (
+    _account(
+        "20110208155215739016000000",
+        "Member",
+        "Jane",
+        "Agent",
+        "701-555-0142",
+        "https://jane.prairie-home.example",
+    ),
+    _account(
+        "20120719183304521078000000",
+        "Member",
+        "Sam",
+        "Seller",
+        "701-555-0177",
+        "https://sam.prairie-home.example",
+    ),
+    _account(
+        OFFICE_ID,
+        "Office",
+        "Prairie Home",
+        "Realty",
+        "701-555-0100",
+        "https://www.prairie-home.example",
+    ),
+)
+
+_ACCOUNTS_BY_ID = {item["Id"]: item for item in ACCOUNTS}
+
+_CITIES = (
+    ("Fargo", "ND", "58102"),
+    ("West Fargo", "ND", "58078"),
+    ("Moorhead", "MN", "56560"),
+    ("Grand Forks", "ND", "58201"),
+    ("Bismarck", "ND", "58501"),
+    ("Mandan", "ND", "58554"),
+    ("Minot", "ND", "58701"),
+    ("Dilworth", "MN", "56529"),
+)
+_STREETS = ("Main Ave", "Broadway N", "University Dr S", "13th Ave S", "Elm St", "Oak Ct")
+_EPOCH = datetime.datetime(2024, 1, 15, 9, 0, 0)
+
+#: How many listings the simulator has.
+LISTING_COUNT = 57
+
+
+def _listing(n: int) -> dict[str, Any]:
+    listed = _EPOCH + datetime.timedelta(hours=7 * n, minutes=13 * n)
+    modified = listed + datetime.timedelta(days=n % 9, minutes=37 * n)
+    listing_id = f"{listed:%Y%m%d%H%M%S}{n:06d}000000"
+    city, state, postal = _CITIES[(n * 3) % len(_CITIES)]
+    agent = ACCOUNTS[n % 3]["Id"] if n % 3 < 2 else "20090615120102117243000000"
+    number = 100 + (n * 37) % 900
+    street = _STREETS[n % len(_STREETS)]
+    return {
+        "Id": listing_id,
+        "ResourceUri": f"/v1/listings/{listing_id}",
+        "StandardFields": {
+            "ListingKey": listing_id,
+            "ListingId": str(24000 + n * 7),
+            "ListPrice": 125000 + ((n * 7919) % 40) * 7500,
+            "StreetNumber": str(number),
+            "StreetName": street,
+            "UnparsedFirstLineAddress": f"{number} {street}",
+            "City": city,
+            "StateOrProvince": state,
+            "PostalCode": postal,
+            "BedsTotal": 1 + (n * 3) % 5,
+            "BathsTotal": (1.0, 1.5, 2.0, 2.5, 3.0)[n % 5],
+            "PropertyType": "A",
+            "MlsStatus": "Active",
+            "ListAgentId": agent,
+            "ListOfficeId": OFFICE_ID,
+            "ListOfficeName": OFFICE_NAME,
+            "ModificationTimestamp": f"{modified:%Y-%m-%dT%H:%M:%S}.000-06:00",
+        },
+    }
+
+
+#: The simulator's listings, in their default order.
+LISTINGS: tuple[dict[str, Any], ...] = tuple(_listing(n) for n in range(1, LISTING_COUNT + 1))
+
+_LISTINGS_BY_ID = {item["Id"]: item for item in LISTINGS}
+
+
+class DataError(Exception):
+    """A request the data API refuses: carries the Spark code, HTTP status and message."""
+
+    def __init__(self, code: int, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+
+
+def account(account_id: str) -> dict[str, Any]:
+    """A copy of a built-in account; ``KeyError`` if there is none with that ``Id``."""
+    return copy.deepcopy(_ACCOUNTS_BY_ID[account_id])
+
+
+def listing(listing_id: str) -> dict[str, Any] | None:
+    """A copy of a listing, or ``None``."""
+    found = _LISTINGS_BY_ID.get(listing_id)
+    return copy.deepcopy(found) if found is not None else None
+
+
+def my_listings(account_id: str) -> list[dict[str, Any]]:
+    """The listings of an agent, or every listing of the office for an office account."""
+    user = _ACCOUNTS_BY_ID[account_id]
+    if user["UserType"] == "Office":
+        return [item for item in LISTINGS if item["StandardFields"]["ListOfficeId"] == user["Id"]]
+    return [item for item in LISTINGS if item["StandardFields"]["ListAgentId"] == user["Id"]]
+
+
+def system(platform_url: str | None) -> dict[str, Any]:
+    """The ``/v1/system`` record of the key's MLS and office."""
+    return {
+        "Id": MLS_ID,
+        "ResourceUri": f"/v1/system/{MLS_ID}",
+        "Name": MLS_NAME,
+        "OfficeId": OFFICE_ID,
+        "Office": OFFICE_NAME,
+        "MlsId": MLS_ID,
+        "Mls": MLS_NAME,
+        "Configuration": [
+            {
+                "IdxDisclaimer": "Listing data is deemed reliable but not guaranteed.",
+                "IdxLogo": {"Uri": "https://photos.prairie-home.example/idx.png"},
+                "OAuth2ServiceEndpoint": f"{platform_url or ''}/oauth2",
+            }
+        ],
+    }
+
+
+def seed_contacts(account_id: str, first_id: int) -> list[dict[str, Any]]:
+    """Two contacts every grant starts with, numbered from ``first_id``."""
+    people = (("Chris", "Buyer", ["Buyer"]), ("Alex", "Renter", ["Lead", "Renter"]))
+    suffix = account_id[-10:-6]
+    return [
+        contact_record(
+            first_id + i,
+            {
+                "DisplayName": f"{given} {family}",
+                "GivenName": given,
+                "FamilyName": family,
+                "PrimaryEmail": f"{given.lower()}.{family.lower()}{suffix}@mail.example",
+                "Tags": tags,
+            },
+        )
+        for i, (given, family, tags) in enumerate(people)
+    ]
+
+
+CONTACT_FIELDS = ("DisplayName", "GivenName", "FamilyName", "PrimaryEmail")
+
+
+def contact_id(number: int) -> str:
+    """The 26-digit ``Id`` of the ``number``-th contact."""
+    return f"20240601000000{number:012d}"
+
+
+def contact_record(number: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A contact from validated ``fields``."""
+    cid = contact_id(number)
+    record: dict[str, Any] = {"Id": cid, "ResourceUri": f"/v1/contacts/{cid}"}
+    record.update(clean_contact(fields))
+    return record
+
+
+def clean_contact(fields: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
+    """Validate the fields of a contact write (``DataError`` 1060 if wrong)."""
+    record: dict[str, Any] = {}
+    for name in CONTACT_FIELDS:
+        value = fields.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise DataError(1060, 400, f"{name} must be a string")
+        record[name] = value.strip()
+    tags = fields.get("Tags", [] if not partial else None)
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise DataError(1060, 400, "Tags must be a list of strings")
+        record["Tags"] = list(tags)
+    if not partial:
+        if not any(record.get(name) for name in CONTACT_FIELDS):
+            raise DataError(
+                1060, 400, "One of DisplayName, GivenName, FamilyName, PrimaryEmail is required"
+            )
+        if not record.get("DisplayName"):
+            parts = [record.get("GivenName", ""), record.get("FamilyName", "")]
+            record["DisplayName"] = " ".join(p for p in parts if p) or record["PrimaryEmail"]
+    return record
+
+
+def _int_param(args: Mapping[str, str], name: str, default: int, high: int | None) -> int:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+        limit = f" from 1 to {high}" if high is not None else " of 1 or more"
+        raise DataError(1050, 400, f"Parameter {name} must be an integer{limit}")
+    return int(raw)
+
+
+def page(
+    items: Sequence[dict[str, Any]], args: Mapping[str, str], max_limit: int = 25
+) -> dict[str, Any]:
+    """The ``D`` of one page of ``items`` per ``_limit``, ``_page`` and ``_pagination``."""
+    limit = _int_param(args, "_limit", 10, max_limit)
+    number = _int_param(args, "_page", 1, None)
+    mode = args.get("_pagination", "")
+    if mode not in {"", "0", "1", "count"}:
+        raise DataError(1050, 400, "Parameter _pagination must be 0, 1 or count")
+    total = len(items)
+    pagination = {
+        "TotalRows": total,
+        "PageSize": limit,
+        "TotalPages": math.ceil(total / limit),
+        "CurrentPage": number,
+    }
+    if mode == "count":
+        return {"Success": True, "Results": [], "Pagination": pagination}
+    start = (number - 1) * limit
+    result: dict[str, Any] = {
+        "Success": True,
+        "Results": [copy.deepcopy(item) for item in items[start : start + limit]],
+    }
+    if mode == "1":
+        result["Pagination"] = pagination
+    return result
+
+
+_CONDITION = re.compile(
+    r"\s*(?P<field>[A-Za-z][A-Za-z0-9]*)\s+(?P<op>Eq|Ne|Gt|Ge|Lt|Le)\s+"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?)\s*"
+)
+
+
+def filter_listings(items: Sequence[dict[str, Any]], expression: str) -> list[dict[str, Any]]:
+    """Apply a small subset of SparkQL: ``Field Op Value`` joined by ``And`` (``Op`` one of
+    ``Eq Ne Gt Ge Lt Le``; a value quoted ``'text'`` or a number). Anything else is
+    refused with code 1040, an unknown field with code 2000."""
+    if not expression.strip():
+        return list(items)
+    conditions = []
+    for part in re.split(r"\s+And\s+", expression.strip()):
+        match = _CONDITION.fullmatch(part)
+        if match is None:
+            raise DataError(1040, 400, f"The _filter syntax is invalid near {part.strip()!r}")
+        field, op, raw = match["field"], match["op"], match["value"]
+        if field not in LISTINGS[0]["StandardFields"]:
+            raise DataError(2000, 400, f"Unknown field in _filter: {field}")
+        value: Any = raw[1:-1].replace("\\'", "'") if raw.startswith("'") else float(raw)
+        conditions.append((field, op, value))
+
+    def keep(item: dict[str, Any]) -> bool:
+        for field, op, value in conditions:
+            actual = item["StandardFields"][field]
+            if isinstance(value, float) != isinstance(actual, int | float):
+                return False
+            ok = {
+                "Eq": actual == value,
+                "Ne": actual != value,
+                "Gt": actual > value,
+                "Ge": actual >= value,
+                "Lt": actual < value,
+                "Le": actual <= value,
+            }[op]
+            if not ok:
+                return False
+        return True
+
+    return [item for item in items if keep(item)]
+
+
+def _field(name: str, item: dict[str, Any]) -> Any:
+    return item["StandardFields"][name]
+
+
+def order_by(items: Sequence[dict[str, Any]], expression: str) -> list[dict[str, Any]]:
+    """Sort per ``_orderby``: comma-separated ``StandardFields`` names, ``-`` for descending."""
+    result = list(items)
+    fields = [f.strip() for f in expression.split(",") if f.strip()]
+    for spec in reversed(fields):
+        name = spec.lstrip("-+")
+        if name not in LISTINGS[0]["StandardFields"]:
+            raise DataError(1050, 400, f"Unknown field in _orderby: {name}")
+        result.sort(key=functools.partial(_field, name), reverse=spec.startswith("-"))
+    return result

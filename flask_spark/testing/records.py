@@ -1,0 +1,108 @@
+"""What the simulator counts and records: :class:`Stats` and :class:`RecordedRequest`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["HeaderDict", "RecordedRequest", "Stats"]
+
+
+class HeaderDict(dict[str, str]):
+    """A plain ``dict`` of request headers whose look-ups ignore case.
+
+    Werkzeug spells header names from the WSGI environ as ``X-Sparkapi-User-Agent``; this
+    lets tests write ``headers["X-SparkApi-User-Agent"]`` as the client sent it.
+    """
+
+    def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] = ()) -> None:
+        super().__init__()
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for key, value in pairs:
+            self[key] = value
+
+    def _key(self, key: str) -> str:
+        lowered = key.lower()
+        for existing in dict.keys(self):
+            if existing.lower() == lowered:
+                return existing
+        return key
+
+    def __setitem__(self, key: str, value: str) -> None:
+        existing = self._key(key)
+        if existing != key:
+            dict.__delitem__(self, existing)
+        dict.__setitem__(self, key, value)
+
+    def __getitem__(self, key: str) -> str:
+        return dict.__getitem__(self, self._key(key))
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and dict.__contains__(self, self._key(key))
+
+    def __delitem__(self, key: str) -> None:
+        dict.__delitem__(self, self._key(key))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``dict.get`` with a case-insensitive key."""
+        return dict.get(self, self._key(key), default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """A snapshot of the simulator's counters (``platform.stats`` makes a new one per read).
+
+    :ivar authorizations: authorization requests that issued a code.
+    :ivar denials: authorization requests answered with ``error=access_denied``.
+    :ivar code_exchanges: successful ``authorization_code`` grants.
+    :ivar rejected_code_exchanges: ``authorization_code`` grants refused (bad client,
+        unknown, spent, expired or mismatched code).
+    :ivar refreshes: successful ``refresh_token`` grants.
+    :ivar rejected_refreshes: ``refresh_token`` grants refused (bad client, unknown or
+        already rotated refresh token).
+    :ivar data_calls: every request under ``/v1/`` other than the grant and revocation
+        endpoints, whatever the outcome.
+    :ivar revocations: successful ``DELETE /v1/oauth2/token/<token>``.
+    :ivar grant_calls: every ``POST /v1/oauth2/grant``, whatever the outcome (faults too).
+    """
+
+    authorizations: int = 0
+    denials: int = 0
+    code_exchanges: int = 0
+    rejected_code_exchanges: int = 0
+    refreshes: int = 0
+    rejected_refreshes: int = 0
+    data_calls: int = 0
+    revocations: int = 0
+    grant_calls: int = 0
+
+
+STAT_NAMES: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Stats))
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """One request the simulator served, as it arrived on the wire.
+
+    :ivar method: the HTTP method.
+    :ivar path: the URL path, without the query string.
+    :ivar query: query parameters (the first value of each).
+    :ivar headers: request headers; look-ups ignore case.
+    :ivar body: the raw request body.
+    :ivar json: the body parsed as JSON, or ``None`` if it is empty or not JSON.
+    :ivar auth_scheme: the scheme of the ``Authorization`` header as sent
+        (``"OAuth"``, ``"Bearer"``...), or ``None`` without one.
+    :ivar route: ``"authorize"``, ``"grant"``, ``"data"``, ``"revoke"`` or ``"other"``.
+    :ivar status: the HTTP status answered, ``0`` if the connection was dropped.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: HeaderDict
+    body: bytes
+    json: Any | None
+    auth_scheme: str | None
+    route: str
+    status: int

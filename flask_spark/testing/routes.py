@@ -1,0 +1,363 @@
+"""The simulator's WSGI side: parse each request, apply faults, answer like the platform.
+
+State changes go through :class:`~flask_spark.testing.platform.SparkPlatform`'s private
+methods, which hold its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from . import data
+from .faults import MESSAGES, envelope_error, html_response, json_response
+from .oauth import MISMATCH
+from .pages import consent_page, error_page
+from .records import HeaderDict, RecordedRequest
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from .oauth import Grant
+    from .platform import SparkPlatform
+
+__all__ = ["Router", "route_of"]
+
+logger = logging.getLogger("flask_spark.testing")
+
+_MAX_BODY = 1024 * 1024
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+_URL_MAP = Map(
+    [
+        Rule("/", endpoint="index", methods=["GET"]),
+        Rule("/oauth2", endpoint="authorize", methods=["GET", "POST"]),
+        Rule("/auth/vow/<portal>", endpoint="authorize", methods=["GET", "POST"]),
+        Rule("/v1/oauth2/grant", endpoint="grant", methods=["POST"]),
+        Rule("/v1/oauth2/token/<token>", endpoint="revoke", methods=["DELETE"]),
+        Rule("/v1/my/account", endpoint="my_account", methods=["GET"]),
+        Rule("/v1/system", endpoint="system", methods=["GET"]),
+        Rule("/v1/listings", endpoint="listings", methods=["GET"]),
+        Rule("/v1/my/listings", endpoint="my_listings", methods=["GET"]),
+        Rule("/v1/listings/<listing_id>", endpoint="listing", methods=["GET"]),
+        Rule("/v1/contacts", endpoint="contacts", methods=["GET", "POST"]),
+        Rule("/v1/contacts/<contact_id>", endpoint="contact", methods=["GET", "PUT", "DELETE"]),
+    ],
+    strict_slashes=False,
+    merge_slashes=False,
+)
+
+
+def route_of(path: str) -> str:
+    """The route name of a path, as faults and :class:`RecordedRequest` use it."""
+    if path == "/oauth2" or path.startswith("/auth/vow/"):
+        return "authorize"
+    if path == "/v1/oauth2/grant":
+        return "grant"
+    if path.startswith("/v1/oauth2/token/"):
+        return "revoke"
+    if path.startswith("/v1/"):
+        return "data"
+    return "other"
+
+
+def _auth(request: Request) -> tuple[str | None, str | None]:
+    """The scheme and token of the ``Authorization`` header."""
+    header = request.headers.get("Authorization", "").strip()
+    if not header:
+        return None, None
+    scheme, _, token = header.partition(" ")
+    return scheme, token.strip() or None
+
+
+def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(request.get_data(cache=True))
+    except ValueError:
+        return None
+
+
+def _redirect(uri: str, params: Mapping[str, str | None]) -> Response:
+    """302 to ``uri`` with ``params`` appended, keeping its own query string as it is."""
+    parts = urlsplit(uri)
+    extra = urlencode([(k, v) for k, v in params.items() if v is not None])
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    location = urlunsplit(parts._replace(query=query))
+    response = Response(b"", 302, headers={"Location": location, **_NO_STORE})
+    response.autocorrect_location_header = False
+    return response
+
+
+def _envelope(results: list[Any], status: int = 200) -> Response:
+    return json_response(status, {"D": {"Success": True, "Results": results}})
+
+
+class Router:
+    """The WSGI application of a :class:`SparkPlatform`."""
+
+    def __init__(self, platform: SparkPlatform) -> None:
+        self.platform = platform
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        request = Request(environ)
+        request.max_content_length = _MAX_BODY
+        route = route_of(request.path)
+        status = 0
+        try:
+            response = self._serve(request, route)
+            status = response.status_code if response is not None else 0
+        except Exception as exc:  # never let a bug leak a token into werkzeug's log
+            logger.error(
+                "simulator error %s:\n%s",
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            response = envelope_error(500, 1026)
+            status = 500
+        finally:
+            self._record(request, route, status)
+        if response is None:  # dropped: werkzeug's write fails on the shut socket
+            response = Response(b"", 500)
+        return response(environ, start_response)
+
+    def _record(self, request: Request, route: str, status: int) -> None:
+        try:
+            body = request.get_data(cache=True)
+        except HTTPException:
+            body = b""
+        self.platform._record(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                query=request.args.to_dict(),
+                headers=HeaderDict(request.headers.items()),
+                body=body,
+                json=_json_body(request) if body else None,
+                auth_scheme=_auth(request)[0],
+                route=route,
+                status=status,
+            )
+        )
+
+    def _serve(self, request: Request, route: str) -> Response | None:
+        platform = self.platform
+        latency = platform.latency
+        if latency:
+            time.sleep(latency)
+        if route == "grant" and request.method == "POST":
+            platform._count("grant_calls")
+        elif route == "data":
+            platform._count("data_calls")
+        try:
+            request.get_data(cache=True)
+        except HTTPException:
+            return envelope_error(413, 1050, "The request body is too large")
+        fault = platform._take_fault(route)
+        if fault is not None:
+            if fault.kind == "drop":
+                self._drop(request)
+                return None
+            if fault.kind == "delay":
+                time.sleep(fault.delay)
+            else:
+                return fault.response(route)
+        return self._dispatch(request)
+
+    @staticmethod
+    def _drop(request: Request) -> None:
+        sock = request.environ.get("werkzeug.socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _dispatch(self, request: Request) -> Response:
+        adapter = _URL_MAP.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+        except MethodNotAllowed as exc:
+            allowed = ", ".join(exc.valid_methods or [])
+            return envelope_error(405, 405, headers={"Allow": allowed})
+        except HTTPException:
+            return envelope_error(404, 404)
+        handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
+        if endpoint in {"index", "authorize", "grant"}:
+            return handler(request, **args)
+        if not request.headers.get("X-SparkApi-User-Agent", "").strip():
+            return envelope_error(400, 1016)
+        if endpoint == "revoke":
+            return handler(request, **args)
+        grant = self.platform._authenticate(_auth(request)[1])
+        if grant == 1020:
+            return envelope_error(
+                401,
+                1020,
+                headers={"WWW-Authenticate": "OAuth realm='Flexmls API', error='expired_token'"},
+            )
+        if isinstance(grant, int):
+            return envelope_error(
+                401, 1000, headers={"WWW-Authenticate": "OAuth realm='Flexmls API'"}
+            )
+        retry_after = self.platform._over_rate_limit(grant.client_id)
+        if retry_after is not None:
+            return envelope_error(
+                self.platform.rate_limit_status, 1550, headers={"Retry-After": str(retry_after)}
+            )
+        try:
+            return handler(request, grant, **args)
+        except data.DataError as exc:
+            return envelope_error(exc.status, exc.code, exc.message)
+
+    # -- pages ------------------------------------------------------------------------
+
+    def _index(self, request: Request) -> Response:
+        return html_response(
+            200,
+            "Flask-Spark simulator",
+            "A simulated FBS Spark platform for testing. Authorization: /oauth2 and "
+            "/auth/vow/<portal>; API: /v1/.",
+        )
+
+    def _authorize(self, request: Request, portal: str | None = None) -> Response:
+        platform = self.platform
+        params = request.form if request.method == "POST" else request.args
+        client_id = params.get("client_id", "")
+        redirect_uri = params.get("redirect_uri", "")
+        state = params.get("state")
+        client = platform._client(client_id)
+        if client is None:
+            if redirect_uri and platform._known_redirect_uri(redirect_uri):
+                return _redirect(
+                    redirect_uri,
+                    {
+                        "error": "unauthorized_client",
+                        "error_description": "Parameter client_id is not a known API key",
+                        "state": state,
+                    },
+                )
+            return error_page(400, "unauthorized_client", "Unknown client_id")
+        if redirect_uri not in client.redirect_uris:
+            return error_page(400, "redirect_uri_mismatch", MISMATCH)
+        if params.get("response_type") != "code":
+            return _redirect(
+                redirect_uri,
+                {
+                    "error": "invalid_request",
+                    "error_description": "Parameter response_type must be code",
+                    "state": state,
+                },
+            )
+        role = "vow" if portal is not None else "idx"
+        decision = request.form.get("decision") if request.method == "POST" else None
+        if platform.force_deny or decision == "deny":
+            platform._count("denials")
+            return _redirect(
+                redirect_uri,
+                {
+                    "error": "access_denied",
+                    "error_description": "The user denied access to the application",
+                    "state": state,
+                },
+            )
+        accounts = data.ACCOUNTS
+        if decision == "approve" or (request.method == "GET" and platform.auto_approve):
+            user_id = request.form.get("user") or accounts[0]["Id"]
+            if user_id not in {a["Id"] for a in accounts}:
+                return error_page(400, "invalid_request", "Unknown user")
+            code = platform._issue_code(client_id, redirect_uri, user_id, role, portal)
+            return _redirect(redirect_uri, {"code": code, "state": state})
+        if request.method == "POST":
+            return error_page(400, "invalid_request", "Choose Approve or Deny")
+        hidden = {
+            name: params[name]
+            for name in ("response_type", "client_id", "redirect_uri", "state")
+            if name in params
+        }
+        return consent_page(request.path, hidden, client_id, portal, accounts)
+
+    # -- OAuth grant and revocation ---------------------------------------------------
+
+    def _grant(self, request: Request) -> Response:
+        body = _json_body(request) if request.mimetype == "application/json" else None
+        if not isinstance(body, dict):
+            return json_response(
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "The request body must be a JSON object sent with "
+                    "Content-Type: application/json",
+                },
+                headers=_NO_STORE,
+            )
+        status, answer = self.platform._grant_request(body)
+        return json_response(status, answer, headers=_NO_STORE)
+
+    def _revoke(self, request: Request, token: str) -> Response:
+        if not self.platform._revoke(token):
+            return envelope_error(401, 1000)
+        return json_response(200, {"D": {"Success": True}})
+
+    # -- data -------------------------------------------------------------------------
+
+    def _my_account(self, request: Request, grant: Grant) -> Response:
+        return _envelope([data.account(grant.user_id)])
+
+    def _system(self, request: Request, grant: Grant) -> Response:
+        return _envelope([data.system(self.platform._url)])
+
+    def _listing_page(self, request: Request, items: list[dict[str, Any]]) -> Response:
+        args = request.args
+        items = data.filter_listings(items, args.get("_filter", ""))
+        items = data.order_by(items, args.get("_orderby", ""))
+        return json_response(200, {"D": data.page(items, args)})
+
+    def _listings(self, request: Request, grant: Grant) -> Response:
+        return self._listing_page(request, list(data.LISTINGS))
+
+    def _my_listings(self, request: Request, grant: Grant) -> Response:
+        return self._listing_page(request, data.my_listings(grant.user_id))
+
+    def _listing(self, request: Request, grant: Grant, listing_id: str) -> Response:
+        found = data.listing(listing_id)
+        if found is None:
+            return envelope_error(404, 404, f"Listing {listing_id[:40]} was not found")
+        return _envelope([found])
+
+    def _write_body(self, request: Request) -> dict[str, Any]:
+        body = _json_body(request) if request.mimetype == "application/json" else None
+        if not isinstance(body, dict) or not isinstance(body.get("D"), dict):
+            raise data.DataError(1035, 400, MESSAGES[1035])
+        fields: dict[str, Any] = body["D"]
+        return fields
+
+    def _contacts(self, request: Request, grant: Grant) -> Response:
+        if request.method == "POST":
+            fields = data.clean_contact(self._write_body(request))
+            record = self.platform._new_contact(grant, fields)
+            return _envelope([{"ResourceUri": record["ResourceUri"]}], status=201)
+        return json_response(200, {"D": data.page(self.platform._contacts(grant), request.args)})
+
+    def _contact(self, request: Request, grant: Grant, contact_id: str) -> Response:
+        if request.method == "PUT":
+            fields = data.clean_contact(self._write_body(request), partial=True)
+            if not self.platform._update_contact(grant, contact_id, fields):
+                return envelope_error(404, 404)
+            return json_response(200, {"D": {"Success": True}})
+        if request.method == "DELETE":
+            if not self.platform._delete_contact(grant, contact_id):
+                return envelope_error(404, 404)
+            return json_response(200, {"D": {"Success": True}})
+        for record in self.platform._contacts(grant):
+            if record["Id"] == contact_id:
+                return _envelope([record])
+        return envelope_error(404, 404)

@@ -1,0 +1,255 @@
+""":class:`SimulatorServer`: serve a :class:`SparkPlatform` on a loopback port, over real
+HTTPS with a throwaway CA (or plain HTTP), from a background thread."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .platform import SparkPlatform
+
+__all__ = ["SimulatorServer", "is_loopback"]
+
+logger = logging.getLogger("flask_spark.testing")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Handler(WSGIRequestHandler):
+    """Keep-alive over HTTP/1.1, no access log (paths carry tokens), no tracebacks for
+    clients that hang up, and connections tracked so :meth:`SimulatorServer.stop` can
+    close idle keep-alive connections."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        tracker: _Tracker = self.server._simulator_tracker  # type: ignore[attr-defined]
+        tracker.add(self.connection)
+
+    def finish(self) -> None:
+        tracker: _Tracker = self.server._simulator_tracker  # type: ignore[attr-defined]
+        tracker.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError as exc:  # handshake failures, resets: the client's problem
+            logger.debug("simulator connection closed: %s", type(exc).__name__)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """No access log: request lines carry tokens (``/v1/oauth2/token/<token>``)."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        """Errors go to the ``flask_spark.testing`` logger at debug level, without
+        details that could hold a token."""
+        logger.debug("simulator server %s event", type)
+
+
+class _Tracker:
+    """The open connections of a server, to shut them down when it stops."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
+        self.stopping = False
+
+    def add(self, connection: socket.socket) -> None:
+        with self.lock:
+            self.connections.add(connection)
+            stopping = self.stopping
+        if stopping:
+            _shutdown(connection)
+
+    def discard(self, connection: socket.socket) -> None:
+        with self.lock:
+            self.connections.discard(connection)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            connections = list(self.connections)
+        for connection in connections:
+            _shutdown(connection)
+
+
+def _shutdown(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+
+
+class _LazyHandshakeContext(ssl.SSLContext):
+    """Server-side TLS whose handshake runs in the connection's own thread, not in the
+    accept loop, so one slow or failing client cannot stall the others."""
+
+    def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        kwargs["do_handshake_on_connect"] = False
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+class SimulatorServer:
+    """Serve a :class:`SparkPlatform` on ``host:port`` from a background thread.
+
+    With ``tls=True`` (the default) it speaks real HTTPS with a certificate for
+    ``127.0.0.1``, ``::1`` and ``localhost`` from a throwaway CA made by ``trustme``; the CA
+    certificate is written to a temporary file, :attr:`ca_file`, for clients to trust.
+    With ``tls=False`` it speaks plain HTTP (for a local demo). Only loopback addresses
+    are accepted. HTTP/1.1 keep-alive works; each connection gets its own thread.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with SimulatorServer(SparkPlatform()) as server:
+            server.url, server.ca_file
+
+    :param platform: the platform to serve; a default :class:`SparkPlatform` if omitted.
+    :param tls: HTTPS with a throwaway CA, or plain HTTP.
+    :param host: a loopback address or ``localhost``.
+    :param port: the port; ``0`` picks a free one.
+    """
+
+    def __init__(
+        self,
+        platform: SparkPlatform | None = None,
+        *,
+        tls: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not is_loopback(host):
+            raise ValueError(f"the simulator only listens on loopback addresses, not {host!r}")
+        self.platform = platform if platform is not None else SparkPlatform()
+        self.tls = tls
+        self.host = host.strip("[]")
+        self.port = port
+        self.ca_file: str | None = None
+        """The CA certificate (PEM) clients must trust; ``None`` without TLS or while
+        stopped."""
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._tracker: _Tracker | None = None
+        self._tempdir: str | None = None
+
+    @property
+    def url(self) -> str:
+        """``https://HOST:PORT`` (or ``http://``), no trailing slash.
+
+        :raises RuntimeError: when the server is not running.
+        """
+        if self._server is None:
+            raise RuntimeError("the simulator server is not running")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        import trustme  # lazily: plain HTTP does not need it
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "::1", "localhost")
+        context = _LazyHandshakeContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        cert.configure_cert(context)
+        self._tempdir = tempfile.mkdtemp(prefix="flask-spark-simulator-")
+        self.ca_file = os.path.join(self._tempdir, "ca.pem")
+        ca.cert_pem.write_to_path(self.ca_file)
+        return context
+
+    def start(self) -> SimulatorServer:
+        """Start serving; returns the server itself.
+
+        :raises OSError: if the port cannot be bound.
+        :raises RuntimeError: if it is already running, or the platform is served elsewhere.
+        """
+        if self._server is not None:
+            raise RuntimeError("the simulator server is already running")
+        context = self._ssl_context() if self.tls else None
+        try:
+            server = make_server(
+                self.host,
+                self.port,
+                self.platform,
+                threaded=True,
+                request_handler=_Handler,
+                ssl_context=context,
+            )
+        except SystemExit as exc:  # werkzeug exits when the port is taken
+            self._cleanup_files()
+            raise OSError(f"cannot listen on {self.host}:{self.port}") from exc
+        except BaseException:
+            self._cleanup_files()
+            raise
+        tracker = _Tracker()
+        server._simulator_tracker = tracker  # type: ignore[attr-defined]
+        # Join the connection threads on stop, after their sockets are shut down.
+        server.daemon_threads = False  # type: ignore[attr-defined]  # a ThreadingMixIn
+        server.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        self.port = server.port
+        self._server, self._tracker = server, tracker
+        try:
+            self.platform._serve_at(self.url, self.ca_file)
+        except BaseException:
+            server.server_close()
+            self._server = self._tracker = None
+            self._cleanup_files()
+            raise
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"flask-spark-simulator:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection, join the threads and delete the CA
+        file. Safe to call twice."""
+        server, thread, tracker = self._server, self._thread, self._tracker
+        if server is None:
+            return
+        server.shutdown()
+        if tracker is not None:
+            tracker.stop()
+        server.server_close()  # joins the connection threads
+        if thread is not None:
+            thread.join()
+        self.platform._serve_at(None, None)
+        self._server = self._thread = self._tracker = None
+        self._cleanup_files()
+
+    def _cleanup_files(self) -> None:
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+        self._tempdir = None
+        self.ca_file = None
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
