@@ -1,0 +1,102 @@
+"""``python -m flask_spark.testing``: run the Spark platform simulator in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .platform import SparkPlatform
+from .server import SimulatorServer, is_loopback
+
+DEFAULT_REDIRECT_URIS = ("http://127.0.0.1:5000/callback", "http://localhost:5000/callback")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flask_spark.testing",
+        description="Run a simulated FBS Spark platform (OAuth 2 and data API) on loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5001, help="port (5001; 0 for any free)")
+    parser.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a throwaway CA (needs trustme)"
+    )
+    parser.add_argument("--client-id", default="flask-spark-test")
+    parser.add_argument("--client-secret", default="flask-spark-secret")
+    parser.add_argument(
+        "--redirect-uri",
+        action="append",
+        dest="redirect_uris",
+        metavar="URI",
+        help="a redirect URI to accept, exactly (repeatable; default: "
+        + ", ".join(DEFAULT_REDIRECT_URIS)
+        + ")",
+    )
+    parser.add_argument(
+        "--auto-approve",
+        action="store_true",
+        help="redirect back with a code at once instead of showing a consent page",
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=86400,
+        metavar="SECONDS",
+        help="access token lifetime (86400)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run until Ctrl-C (or SIGTERM); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not is_loopback(args.host):
+        parser.error(f"--host must be a loopback address, not {args.host!r}")
+    if args.token_lifetime < 1:
+        parser.error("--token-lifetime must be at least 1")
+    uris = tuple(args.redirect_uris or DEFAULT_REDIRECT_URIS)
+    platform = SparkPlatform(
+        args.client_id,
+        args.client_secret,
+        uris,
+        auto_approve=args.auto_approve,
+        token_lifetime=args.token_lifetime,
+    )
+    server = SimulatorServer(platform, tls=args.tls, host=args.host, port=args.port)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        ca = f"; CA certificate: {server.ca_file}" if server.ca_file else ""
+        print(
+            f"Spark platform simulator listening on {server.url}{ca}; "
+            f"client_id={args.client_id} client_secret={args.client_secret} "
+            f"redirect_uris={' '.join(uris)} (Ctrl-C to stop)",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
