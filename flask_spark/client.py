@@ -27,7 +27,7 @@ from .tokens import GrantRef, TokenManager
 from .transport import Reply, Transport
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-_BAD_PATH = re.compile(r"[\x00-\x20\x7f\\#]|://|^/?/|(^|/)\.\.?(/|$)")
+_BAD_PATH = re.compile(r"[\x00-\x20\x7f\\#]|://|^//|(^|/)\.\.?(/|$)")
 #: Spark's code for an expired session token.
 CODE_TOKEN_EXPIRED = 1020
 #: Spark's code for an invalid key or token.
@@ -211,15 +211,34 @@ class SparkClient:
         if self._tokens.is_due(self._record):
             self._refresh()
         reply = self._send(method, url, body)
-        if reply.status == 401 and self._code(reply) == CODE_TOKEN_EXPIRED:
-            # The server's word beats our clock: refresh once, retry once, never loop.
-            self._refresh()
+        if reply.status == 401 and self._renewed(self._code(reply)):
+            # Retry once with the renewed token; never loop.
             reply = self._send(method, url, body)
             if reply.status == 401 and self._code(reply) == CODE_TOKEN_EXPIRED:
                 raise ReauthenticationRequired("The platform still reports the token expired")
         return self._result(reply)
 
     # -- internals ------------------------------------------------------------------
+
+    def _renewed(self, code: int | None) -> bool:
+        """After a 401: whether there is now another token worth one retry.
+
+        Code 1020 (expired): the server's word beats our clock, so refresh (single flight:
+        another request may already have). Code 1000 (unknown token): another request may
+        have refreshed meanwhile, which kills the old access token; use the stored one if
+        it changed.
+        """
+        if code == CODE_TOKEN_EXPIRED:
+            self._refresh()
+            return True
+        if code == CODE_INVALID_KEY:
+            assert self._ref is not None
+            assert self._record is not None
+            stored = self._tokens.load(self._ref)
+            if stored is not None and stored["access_token"] != self._record["access_token"]:
+                self._record = stored
+                return True
+        return False
 
     def _refresh(self) -> None:
         assert self._ref is not None
