@@ -4,6 +4,7 @@ then ``spark/error.html``)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -102,7 +103,10 @@ def error_page(reason: str, status: int, **context: Any) -> Response:
 
 def login_url_for_here() -> str:
     """``/login?next=<the current page>``."""
-    here = request.full_path if request.query_string else request.path
+    here = request.path
+    if request.query_string:
+        with contextlib.suppress(UnicodeDecodeError):  # not UTF-8: drop the query
+            here = f"{here}?{request.query_string.decode()}"
     return url_for("spark.login", next=safe_next(here))
 
 

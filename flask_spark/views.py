@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, has_request_context, redirect, request, session, url_for
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from .errors import GrantError, PlatformUnavailable
@@ -66,7 +67,7 @@ def login(**_prefix_values: Any) -> Response:
     oauth_state = new_state()
     record = PendingLogin(
         state=oauth_state,
-        next=safe_next(request.args.get("next")),
+        next=safe_next(args.get("next")) if (args := _args()) is not None else None,
         scope=scope,
         portal=portal,
         redirect_uri=redirect_uri,
@@ -96,11 +97,23 @@ def _failed(reason: str, status: int, **context: Any) -> Response:
     return error_page(reason, status, **context)
 
 
+def _args() -> MultiDict[str, str] | None:
+    """The query arguments, or ``None`` when the raw query is not UTF-8."""
+    try:
+        return request.args
+    except UnicodeDecodeError:
+        return None
+
+
 def _single_params() -> dict[str, str] | None:
-    """The callback's parameters, or ``None`` when any is repeated, too long or has NUL."""
+    """The callback's parameters, or ``None`` when the query is not UTF-8 or any of them is
+    repeated, too long or holds NUL."""
+    args = _args()
+    if args is None:
+        return None
     values: dict[str, str] = {}
     for name in _CALLBACK_PARAMS:
-        found = request.args.getlist(name)
+        found = args.getlist(name)
         if len(found) > 1:
             return None
         if found:
