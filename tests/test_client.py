@@ -1,0 +1,378 @@
+"""spark_api against the simulator: calls, refresh both ways, rotation, retries, errors."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from flask import Flask, jsonify, request
+
+from flask_spark import (
+    NotSignedIn,
+    PlatformUnavailable,
+    SparkAPIError,
+    spark_api,
+    spark_login_required,
+    token_refreshed,
+)
+from flask_spark.testing import Fault, SparkPlatform
+
+from .conftest import AppFactory, Browser
+
+
+def add_views(app: Flask) -> None:
+    @app.get("/account")
+    @spark_login_required
+    def account() -> Any:
+        return jsonify(spark_api.get("/my/account"))
+
+    @app.get("/listings")
+    @spark_login_required
+    def listings() -> Any:
+        return jsonify([item["Id"] for item in spark_api.paginate("/listings", _limit=25)])
+
+    @app.post("/contacts")
+    @spark_login_required
+    def contacts() -> Any:
+        return jsonify(spark_api.post("/contacts", {"DisplayName": request.form["name"]}))
+
+    @app.get("/envelope")
+    def envelope() -> Any:
+        answer = spark_api.request("GET", "/listings", params={"_pagination": 1, "_limit": 5})
+        return jsonify(
+            status=answer.status,
+            success=answer.envelope["Success"],
+            pagination=answer.pagination,
+            count=len(answer.results),
+        )
+
+    loaded, release = threading.Event(), threading.Event()
+    app.extensions["slow_view_events"] = (loaded, release)
+
+    @app.get("/slow")
+    def slow() -> Any:
+        spark_api.get("/my/account")  # loads the (old) tokens
+        loaded.set()
+        release.wait(10)
+        return "done"
+
+    @app.get("/missing")
+    @spark_login_required
+    def missing() -> Any:
+        try:
+            spark_api.get("/listings/00000000000000000000000000")
+        except SparkAPIError as exc:
+            return jsonify(status=exc.status, code=exc.code, message=exc.message)
+        return "unexpected"
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    app = make_app(SPARK_RETRIES=2, SPARK_MAX_RETRY_WAIT=1.0)
+    add_views(app)
+    return app
+
+
+@pytest.fixture
+def browser(app: Flask, browser_for: Any) -> Browser:
+    browser = browser_for(app)
+    assert browser.sign_in().status_code == 303
+    return browser
+
+
+def stored(app: Flask, browser: Browser, scope: str = "idx") -> dict[str, Any]:
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    state = app.extensions["spark"]
+    record = state.tokens.store.load(f"session:{cookie.value}", scope)
+    assert record is not None
+    return dict(record)
+
+
+def data_statuses(platform: SparkPlatform) -> list[int]:
+    return [r.status for r in platform.requests_for("data")]
+
+
+def test_reactive_refresh_on_1020_retries_once(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    before = stored(app, browser)
+    spark_platform.expire_all()
+    response = browser.client.get("/account")
+    assert response.status_code == 200
+    assert spark_platform.stats.refreshes == 1
+    assert data_statuses(spark_platform) == [401, 200]
+    after = stored(app, browser)
+    assert after["access_token"] != before["access_token"]
+    assert after["refresh_token"] != before["refresh_token"]
+    refresh = spark_platform.requests_for("grant")[-1]
+    assert refresh.json == {
+        "client_id": spark_platform.client_id,
+        "client_secret": spark_platform.client_secret,
+        "grant_type": "refresh_token",
+        "refresh_token": before["refresh_token"],
+        "redirect_uri": "http://localhost/callback",
+    }
+
+
+def test_proactive_refresh_before_expiry(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flask_spark.tokens
+
+    record = stored(app, browser)
+    later = record["expires_at"] - 30  # inside the 60 s leeway
+    monkeypatch.setattr(flask_spark.tokens.time, "time", lambda: later)
+    assert browser.client.get("/account").status_code == 200
+    assert spark_platform.stats.refreshes == 1
+    assert data_statuses(spark_platform) == [200]  # refreshed before the call, no 401
+
+
+def test_rotation_across_several_expiries(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    seen = {stored(app, browser)["refresh_token"]}
+    for round_ in range(1, 5):
+        spark_platform.expire_all()
+        assert browser.client.get("/account").status_code == 200
+        assert spark_platform.stats.refreshes == round_
+        seen.add(stored(app, browser)["refresh_token"])
+    assert len(seen) == 5
+    assert spark_platform.stats.rejected_refreshes == 0
+
+
+def test_refresh_refused_sends_the_user_to_sign_in(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    spark_platform.revoke_refresh_token(stored(app, browser)["refresh_token"])
+    spark_platform.expire_all()
+    page = browser.client.get("/account?x=1")
+    assert page.status_code == 302
+    assert page.headers["Location"] == "/login?next=/account?x%3D1"
+    assert spark_platform.stats.rejected_refreshes == 1
+    api = browser.client.get("/account", headers={"Accept": "application/json"})
+    assert api.status_code == 401
+    assert spark_platform.stats.rejected_refreshes == 1  # the grant was forgotten
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("grant", "status", status=503),
+        Fault("grant", "malformed"),
+        Fault("grant", "html"),
+        Fault("grant", "rate_limit", retry_after=7, status=429),
+    ],
+)
+def test_refresh_failure_keeps_the_tokens(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform, fault: Fault
+) -> None:
+    before = stored(app, browser)
+    spark_platform.expire_all()
+    spark_platform.add_fault(fault)
+    page = browser.client.get("/account")
+    assert page.status_code == 503
+    assert int(page.headers["Retry-After"]) >= 1
+    assert stored(app, browser) == before
+    assert browser.client.get("/account").status_code == 200
+    assert spark_platform.stats.refreshes == 1
+
+
+def test_idempotent_calls_retry_on_rate_limit(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    spark_platform.add_fault(Fault("data", "rate_limit", retry_after=0, status=429))
+    spark_platform.add_fault(Fault("data", "rate_limit", retry_after=0, status=503))
+    assert browser.client.get("/account").status_code == 200
+    assert data_statuses(spark_platform) == [429, 503, 200]
+
+
+def test_rate_limit_beyond_retries_answers_503_with_retry_after(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    spark_platform.add_fault(Fault("data", "rate_limit", retry_after=0, count=None))
+    page = browser.client.get("/account")
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "1"
+    assert len(spark_platform.requests_for("data")) == 3  # one call, two retries
+
+
+def test_long_retry_after_is_not_waited_out(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    spark_platform.add_fault(Fault("data", "rate_limit", retry_after=120))
+    page = browser.client.get("/account", headers={"Accept": "application/json"})
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "120"
+    assert page.json == {
+        "error": "unavailable",
+        "message": "Flexmls asked us to slow down. Please try again shortly.",
+    }
+    assert len(spark_platform.requests_for("data")) == 1
+
+
+def test_post_is_never_retried(browser: Browser, spark_platform: SparkPlatform) -> None:
+    spark_platform.add_fault(Fault("data", "rate_limit", retry_after=0))
+    page = browser.client.post("/contacts", data={"name": "Pat"})
+    assert page.status_code == 503
+    assert len(spark_platform.requests_for("data")) == 1
+
+
+def test_post_wraps_the_body_and_returns_the_resource_uri(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    response = browser.client.post("/contacts", data={"name": "Pat Doe"})
+    assert response.status_code == 200
+    assert response.json is not None
+    assert response.json[0]["ResourceUri"].startswith("/v1/contacts/")
+    sent = spark_platform.requests_for("data")[-1]
+    assert sent.method == "POST"
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.json == {"D": {"DisplayName": "Pat Doe"}}
+    assert sent.status == 201
+
+
+def test_paginate_walks_every_page(browser: Browser, spark_platform: SparkPlatform) -> None:
+    response = browser.client.get("/listings")
+    ids = response.json
+    assert ids is not None
+    calls = spark_platform.requests_for("data")
+    assert [c.query.get("_page") for c in calls] == ["1", "2", "3"]
+    assert all(c.query.get("_pagination") == "1" for c in calls)
+    assert len(ids) == len(set(ids)) == 57
+
+
+def test_api_errors_carry_status_code_and_message(browser: Browser) -> None:
+    response = browser.client.get("/missing")
+    assert response.json is not None
+    assert response.json["status"] == 404
+    assert response.json["code"] == 404
+    assert response.json["message"]
+
+
+def test_whole_envelope_is_reachable(browser: Browser) -> None:
+    body = browser.client.get("/envelope").json
+    assert body is not None
+    assert body["status"] == 200
+    assert body["success"] is True
+    assert body["pagination"]["PageSize"] == 5
+    assert body["pagination"]["CurrentPage"] == 1
+    assert body["count"] == 5
+
+
+def test_platform_garbage_is_a_typed_error(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    spark_platform.add_fault(Fault("data", "html"))
+    page = browser.client.get("/account")
+    assert page.status_code == 503
+
+
+def test_unsafe_paths_are_refused(app: Flask) -> None:
+    with app.app_context():
+        for path in ("https://evil.example/x", "//evil.example/x", "/../x", "/a b", ""):
+            with pytest.raises(ValueError, match="plain path"):
+                spark_api.get(path)
+
+
+def test_anonymous_call_raises_not_signed_in(app: Flask) -> None:
+    with app.test_request_context("/"), pytest.raises(NotSignedIn):
+        spark_api.get("/my/account")
+
+
+def test_outside_an_app_context(app: Flask) -> None:
+    with pytest.raises(RuntimeError, match="application context"):
+        spark_api.get("/my/account")
+
+
+def test_token_refreshed_signal(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    received: list[dict[str, Any]] = []
+    spark_platform.expire_all()
+    with token_refreshed.connected_to(lambda sender, **kw: received.append(kw), app):
+        browser.client.get("/account")
+    assert received == [{"scope": "idx", "app_wide": False}]
+
+
+def test_connections_are_pooled_and_kept_alive(app: Flask, browser: Browser) -> None:
+    for _ in range(10):
+        assert browser.client.get("/account").status_code == 200
+    manager = app.extensions["spark"].transport._manager()
+    pools = list(manager.pools._container.values())
+    assert len(pools) == 1
+    assert pools[0].num_connections == 1
+
+
+def test_same_session_burst_refreshes_once(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    clients = []
+    for _ in range(16):
+        client = app.test_client()
+        client.set_cookie("session", cookie.value)
+        clients.append(client)
+    for _round in range(3):
+        spark_platform.expire_all()
+        barrier = threading.Barrier(len(clients))
+        statuses: list[int] = []
+
+        def hit(
+            client: Any, barrier: threading.Barrier = barrier, statuses: list[int] = statuses
+        ) -> None:
+            barrier.wait()
+            statuses.append(client.get("/account").status_code)
+
+        threads = [threading.Thread(target=hit, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert statuses == [200] * 16
+    assert spark_platform.stats.refreshes == 3
+    assert spark_platform.stats.rejected_refreshes == 0
+
+
+def test_slow_request_does_not_restore_the_old_token(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    loaded, release = app.extensions["slow_view_events"]
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    slow_client = app.test_client()
+    slow_client.set_cookie("session", cookie.value)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(slow_client.get("/slow").status_code))
+    thread.start()
+    assert loaded.wait(10)
+    spark_platform.expire_all()
+    assert browser.client.get("/account").status_code == 200  # refreshes
+    fresh = stored(app, browser)
+    release.set()
+    thread.join()
+    assert result == [200]
+    assert stored(app, browser) == fresh
+    spark_platform.expire_all()
+    assert browser.client.get("/account").status_code == 200
+    assert spark_platform.stats.rejected_refreshes == 0
+    assert spark_platform.stats.refreshes == 2
+
+
+def test_platform_unavailable_page_when_unreachable(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    app = make_app()
+    add_views(app)
+    browser = browser_for(app)
+    browser.sign_in()
+    transport = app.extensions["spark"].transport
+    transport.close()
+    transport.ca_certs = None  # the system store does not trust the simulator's CA
+    page = browser.client.get("/account")
+    assert page.status_code == 503
+    assert b"could not be reached" in page.data
+    with app.app_context(), pytest.raises(PlatformUnavailable):
+        app.extensions["spark"].grants.refresh("x", "http://localhost/callback")

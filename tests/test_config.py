@@ -1,0 +1,147 @@
+"""Configuration is validated once, at init_app, with errors that name the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cachelib import FileSystemCache
+from flask import Flask
+from flask_session import Session
+
+from flask_spark import ConfigurationError, Spark, SparkWarning, __version__
+from flask_spark.config import normalize_portal
+
+
+def make(tmp_path: Any, session: bool = True, **config: Any) -> Flask:
+    app = Flask("configured")
+    app.config.update(
+        SECRET_KEY="k",
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=FileSystemCache(str(tmp_path)),
+        SPARK_CLIENT_ID="id",
+        SPARK_CLIENT_SECRET="secret",
+    )
+    app.config.update(config)
+    if session:
+        Session(app)
+    return app
+
+
+def test_version_comes_from_the_installed_metadata() -> None:
+    from importlib.metadata import version
+
+    assert __version__ == version("Flask-Spark")
+
+
+def test_minimal_config_works(tmp_path: Any) -> None:
+    app = make(tmp_path)
+    Spark(app)
+    state = app.extensions["spark"]
+    assert state.config.platform_url == "https://sparkplatform.com"
+    assert state.config.grant_url == "https://sparkapi.com/v1/oauth2/grant"
+    assert state.config.role == "idx"
+    assert {r.endpoint for r in app.url_map.iter_rules()} >= {
+        "spark.login",
+        "spark.callback",
+        "spark.logout",
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"SPARK_CLIENT_ID": None}, "SPARK_CLIENT_ID"),
+        ({"SPARK_CLIENT_SECRET": ""}, "SPARK_CLIENT_SECRET"),
+        ({"SPARK_ROLE": "admin"}, "SPARK_ROLE"),
+        ({"SPARK_ROLE": "vow"}, "SPARK_PORTAL"),
+        ({"SPARK_ROLE": "vow", "SPARK_PORTAL": "my/portal"}, "SPARK_PORTAL"),
+        ({"SPARK_ROLE": "vow", "SPARK_PORTAL": "my.portal"}, "SPARK_PORTAL"),
+        ({"SPARK_ROLE": "vow", "SPARK_PORTAL": "my portal"}, "SPARK_PORTAL"),
+        ({"SPARK_PLATFORM_URL": "http://sparkplatform.com"}, "SPARK_PLATFORM_URL"),
+        ({"SPARK_API_URL": "ftp://sparkapi.com"}, "SPARK_API_URL"),
+        ({"SPARK_API_URL": "https://user@sparkapi.com"}, "SPARK_API_URL"),
+        ({"SPARK_API_URL": "https://sparkapi.com/?x=1"}, "SPARK_API_URL"),
+        ({"SPARK_API_URL": "https://sparkapi.com:99999"}, "SPARK_API_URL"),
+        (
+            {"SPARK_ALLOW_HTTP_LOOPBACK": True, "SPARK_API_URL": "http://localhost:80@evil.test"},
+            "SPARK_API_URL",
+        ),
+        (
+            {"SPARK_ALLOW_HTTP_LOOPBACK": True, "SPARK_API_URL": "http://10.0.0.1"},
+            "SPARK_API_URL",
+        ),
+        ({"SPARK_ALLOW_HTTP_LOOPBACK": "yes"}, "SPARK_ALLOW_HTTP_LOOPBACK"),
+        ({"SPARK_TIMEOUT": 0}, "SPARK_TIMEOUT"),
+        ({"SPARK_TIMEOUT": "10"}, "SPARK_TIMEOUT"),
+        ({"SPARK_RETRIES": -1}, "SPARK_RETRIES"),
+        ({"SPARK_USER_AGENT": "app\r\nX-Injected: 1"}, "SPARK_USER_AGENT"),
+        ({"SPARK_REDIRECT_URI": "/callback"}, "SPARK_REDIRECT_URI"),
+        ({"SPARK_ACCESS_TOKEN": "abc"}, "SPARK_REFRESH_TOKEN"),
+        (
+            {"SPARK_ACCESS_TOKEN": "abc", "SPARK_REFRESH_TOKEN": "def"},
+            "SPARK_REDIRECT_URI",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Any, overrides: dict[str, Any], key: str) -> None:
+    app = make(tmp_path)
+    for name, value in overrides.items():
+        if value is None:
+            del app.config[name]
+        else:
+            app.config[name] = value
+    with pytest.raises(ConfigurationError) as info:
+        Spark(app)
+    assert info.value.key == key
+    assert key in str(info.value)
+    assert "spark" not in app.extensions
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:5001", "http://127.0.0.1:8080", "http://[::1]:9000/"]
+)
+def test_http_is_allowed_on_loopback_with_the_switch(tmp_path: Any, url: str) -> None:
+    app = make(tmp_path, SPARK_ALLOW_HTTP_LOOPBACK=True, SPARK_PLATFORM_URL=url, SPARK_API_URL=url)
+    Spark(app)
+    assert app.extensions["spark"].config.api_url == url.rstrip("/")
+
+
+def test_without_flask_session_init_app_fails_fast(tmp_path: Any) -> None:
+    app = make(tmp_path, session=False)
+    with pytest.raises(ConfigurationError, match="Session") as info:
+        Spark(app)
+    assert info.value.key == "SESSION_TYPE"
+
+
+def test_samesite_strict_warns(tmp_path: Any) -> None:
+    app = make(tmp_path, SESSION_COOKIE_SAMESITE="Strict")
+    with pytest.warns(SparkWarning, match="SAMESITE"):
+        Spark(app)
+
+
+def test_app_factory_pattern(tmp_path: Any) -> None:
+    spark = Spark()
+    first, second = make(tmp_path), make(tmp_path, SPARK_CLIENT_ID="other")
+    spark.init_app(first)
+    spark.init_app(second)
+    assert first.extensions["spark"].config.client_id == "id"
+    assert second.extensions["spark"].config.client_id == "other"
+    assert first.extensions["spark"].extension is spark
+
+
+def test_app_handlers_are_not_overridden(tmp_path: Any) -> None:
+    from flask_spark import NotSignedIn
+
+    app = make(tmp_path)
+
+    @app.errorhandler(NotSignedIn)
+    def mine(error: NotSignedIn) -> Any:
+        return "mine", 401
+
+    Spark(app)
+    assert app.error_handler_spec[None][None][NotSignedIn] is mine
+
+
+def test_portal_names_are_lowercased() -> None:
+    assert normalize_portal("MyPortal") == "myportal"

@@ -1,0 +1,490 @@
+"""The sign-in blueprint against the simulator over real HTTPS: the whole flow, the wire
+format, and every way a callback can be wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask, Response, jsonify
+
+from flask_spark import Spark, login_failed, spark_api, spark_login_required, token_obtained
+from flask_spark.testing import Fault, SparkPlatform
+
+from .conftest import AppFactory, Browser
+
+
+def add_views(app: Flask) -> None:
+    @app.get("/")
+    def home() -> Any:
+        return "home"
+
+    @app.get("/account")
+    @spark_login_required
+    def account() -> Any:
+        return jsonify(spark_api.get("/my/account"))
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    app = make_app()
+    add_views(app)
+    return app
+
+
+@pytest.fixture
+def browser(app: Flask, browser_for: Any) -> Browser:
+    return browser_for(app)
+
+
+def test_login_redirects_to_the_authorization_endpoint(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    location = browser.start_login()
+    parts = urlsplit(location)
+    query = parse_qs(parts.query)
+    assert f"{parts.scheme}://{parts.netloc}" == spark_platform.platform_url
+    assert parts.path == "/oauth2"
+    assert query["response_type"] == ["code"]
+    assert query["client_id"] == [spark_platform.client_id]
+    assert query["redirect_uri"] == ["http://localhost/callback"]
+    # 256 random bits, URL-safe base64
+    assert len(query["state"][0]) >= 43
+    assert set(query) == {"response_type", "client_id", "redirect_uri", "state"}
+
+
+def test_full_sign_in_exchanges_the_code_as_json(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    callback, params = browser.authorize(browser.start_login("/login?next=/account"))
+    response = browser.client.get(callback)
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/account"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+    grants = spark_platform.requests_for("grant")
+    assert len(grants) == 1
+    sent = grants[0]
+    assert sent.method == "POST"
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.json == {
+        "client_id": spark_platform.client_id,
+        "client_secret": spark_platform.client_secret,
+        "grant_type": "authorization_code",
+        "code": params["code"],
+        "redirect_uri": "http://localhost/callback",
+    }
+    assert spark_platform.stats.code_exchanges == 1
+
+    account = browser.client.get("/account")
+    assert account.status_code == 200
+    assert account.json is not None
+    assert account.json[0]["Name"]
+    data_call = spark_platform.requests_for("data")[-1]
+    assert data_call.auth_scheme == "OAuth"
+    assert data_call.headers["X-SparkApi-User-Agent"] == "Flask-Spark tests"
+    assert data_call.headers["Accept"] == "application/json"
+    assert data_call.path == "/v1/my/account"
+
+
+def test_next_is_kept_from_login_not_read_from_callback(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    callback, _ = browser.authorize(browser.start_login("/login?next=/account%3Fpage%3D2"))
+    response = browser.client.get(callback + "&next=https://evil.example/")
+    assert response.headers["Location"] == "/account?page=2"
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [
+        "//evil.example",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/%09/evil.example",
+        " //evil.example",
+        "https:evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/\n/x",
+        "/\r\n/x",
+        "\\\\evil.example",
+        "evil.example",
+        "/ /evil.example",
+        "///evil.example",
+        "/%5Cevil.example",
+        "",
+    ],
+)
+def test_unsafe_next_falls_back_to_the_landing_page(
+    browser: Browser, spark_platform: SparkPlatform, vector: str
+) -> None:
+    login = browser.client.get("/login", query_string={"next": vector})
+    assert login.status_code == 302
+    callback, _ = browser.authorize(login.headers["Location"])
+    response = browser.client.get(callback)
+    assert response.status_code == 303
+    location = response.headers["Location"]
+    if vector == "/%09/evil.example" or vector == "/%5Cevil.example":
+        # percent-encoded: a plain path on this site, never a host
+        assert location == vector
+    else:
+        assert location == "/"
+
+
+def test_state_of_another_session_is_refused_without_a_grant_call(
+    app: Flask, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    alice, mallory = browser_for(app), browser_for(app)
+    mallory.client.get("/")  # has a session of her own
+    mallory.client.get("/login")
+    callback, _ = alice.authorize(alice.start_login())
+    response = mallory.client.get(callback)
+    assert response.status_code == 400
+    assert b"not recognised" in response.data
+    assert spark_platform.stats.grant_calls == 0
+    # Alice's own sign-in still works: her state was not consumed.
+    assert alice.client.get(callback).status_code == 303
+
+
+def test_replayed_callback_is_refused_without_a_second_grant_call(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    callback, _ = browser.authorize(browser.start_login())
+    assert browser.client.get(callback).status_code == 303
+    again = browser.client.get(callback)
+    assert again.status_code == 400
+    assert b"already signed in" in again.data
+    assert spark_platform.stats.grant_calls == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "code=abc",  # missing state
+        "state=&code=abc",
+        "state=forged-state-forged-state-forged&code=abc",
+        "state=%00%00&code=abc",
+    ],
+)
+def test_missing_or_forged_state_is_refused(
+    browser: Browser, spark_platform: SparkPlatform, query: str
+) -> None:
+    browser.start_login()  # a pending sign-in exists, but not with this state
+    response = browser.client.get(f"/callback?{query}")
+    assert response.status_code == 400
+    assert spark_platform.stats.grant_calls == 0
+
+
+def test_expired_state_is_refused(
+    browser: Browser, spark_platform: SparkPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flask_spark.state
+
+    callback, _ = browser.authorize(browser.start_login())
+    real = flask_spark.state.time.time
+    monkeypatch.setattr(flask_spark.state.time, "time", lambda: real() + 601)
+    response = browser.client.get(callback)
+    assert response.status_code == 400
+    assert b"too long" in response.data
+    assert spark_platform.stats.grant_calls == 0
+
+
+def test_missing_cookie_is_told_apart_from_unknown_state(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    callback, _ = browser.authorize(browser.start_login())
+    cookieless = app.test_client()
+    response = cookieless.get(callback)
+    assert response.status_code == 400
+    assert b"did not send back this site" in response.data
+    assert spark_platform.stats.grant_calls == 0
+
+
+def test_two_tabs_and_a_double_click_all_work(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    first = browser.start_login("/login?next=/one")
+    second = browser.start_login("/login?next=/two")
+    callback_two, _ = browser.authorize(second)
+    callback_one, _ = browser.authorize(first)
+    assert browser.client.get(callback_two).headers["Location"] == "/two"
+    assert browser.client.get(callback_one).headers["Location"] == "/one"
+
+
+def test_pending_sign_ins_are_capped(browser: Browser, app: Flask) -> None:
+    first = browser.start_login()
+    for _ in range(app.config.get("SPARK_MAX_PENDING_LOGINS", 5)):
+        browser.start_login()
+    callback, _ = browser.authorize(first)
+    assert browser.client.get(callback).status_code == 400
+
+
+def test_cancelled_sign_in_reads_as_cancelled(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    spark_platform.force_deny = True
+    callback, params = browser.authorize(browser.start_login())
+    assert params["error"] == "access_denied"
+    response = browser.client.get(callback)
+    assert response.status_code == 403
+    assert b"You cancelled signing in" in response.data
+    assert spark_platform.stats.grant_calls == 0
+
+
+def test_platform_error_description_is_escaped_and_capped(browser: Browser) -> None:
+    browser.start_login()
+    description = "<script>alert(1)</script>" + "x" * 1000
+    response = browser.client.get(
+        "/callback",
+        query_string={"error": "redirect_uri_mismatch", "error_description": description},
+    )
+    assert response.status_code == 400
+    assert b"<script>" not in response.data
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.data
+    assert b"x" * 300 not in response.data
+
+
+def test_redirect_uri_mismatch_from_the_platform(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    app = make_app(SPARK_REDIRECT_URI="https://portal.example/not-registered")
+    browser = browser_for(app)
+    reply = browser.http.request("GET", browser.start_login(), redirect=False)
+    assert reply.status == 400
+    assert b"redirect_uri_mismatch" in reply.data
+    assert spark_platform.stats.authorizations == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "text"),
+    [
+        (Fault("grant", "status", status=500), 502, b"could not be reached"),
+        (Fault("grant", "malformed"), 502, b"could not be reached"),
+        (Fault("grant", "html"), 502, b"could not be reached"),
+        (Fault("grant", "missing_fields"), 502, b"could not be reached"),
+        (Fault("grant", "rate_limit", retry_after=3), 502, b"could not be reached"),
+    ],
+)
+def test_failed_code_exchange_stores_nothing(
+    browser: Browser,
+    spark_platform: SparkPlatform,
+    redis_client: Any,
+    fault: Fault,
+    status: int,
+    text: bytes,
+) -> None:
+    callback, _ = browser.authorize(browser.start_login())
+    spark_platform.add_fault(fault)
+    response = browser.client.get(callback)
+    assert response.status_code == status
+    assert text in response.data
+    assert spark_platform.stats.grant_calls == 1
+    assert not any(b"spark:" in key for key in redis_client.keys("*"))
+    assert browser.client.get("/account").status_code == 302  # still anonymous
+
+
+def test_refused_code_gets_the_try_again_page(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    callback, params = browser.authorize(browser.start_login())
+    # Spend the code elsewhere first: the platform then refuses it.
+    body = {
+        "client_id": spark_platform.client_id,
+        "client_secret": spark_platform.client_secret,
+        "grant_type": "authorization_code",
+        "code": params["code"],
+        "redirect_uri": "http://localhost/callback",
+    }
+    spent = browser.http.request(
+        "POST",
+        spark_platform.api_url + "/v1/oauth2/grant",
+        body=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
+    assert spent.status == 200
+    response = browser.client.get(callback)
+    assert response.status_code == 400
+    assert b"did not accept the sign-in" in response.data
+    assert b"Sign in with Flexmls" in response.data
+
+
+def test_timeout_during_exchange_is_not_retried(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    app = make_app(SPARK_TIMEOUT=0.3)
+    browser = browser_for(app)
+    callback, _ = browser.authorize(browser.start_login())
+    spark_platform.add_fault(Fault("grant", "delay", delay=1.0))
+    response = browser.client.get(callback)
+    assert response.status_code == 502
+    assert spark_platform.stats.grant_calls == 1
+
+
+def test_session_id_rotates_and_the_old_record_is_gone(
+    app: Flask, browser: Browser, redis_client: Any
+) -> None:
+    browser.client.get("/login")
+    before = browser.client.get_cookie("session")
+    assert before is not None
+    assert redis_client.exists(f"session:{before.value}")
+    callback, _ = browser.authorize(browser.start_login())
+    browser.client.get(callback)
+    after = browser.client.get_cookie("session")
+    assert after is not None
+    assert after.value != before.value
+    assert not redis_client.exists(f"session:{before.value}")
+    assert redis_client.exists(f"session:spark:session:{after.value}")
+
+
+def test_cookie_and_session_blob_hold_no_token(
+    browser: Browser, spark_platform: SparkPlatform, redis_client: Any
+) -> None:
+    response = browser.sign_in()
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    blob = redis_client.get(f"session:{cookie.value}")
+    issued = spark_platform.issued_values()
+    set_cookies = " ".join(response.headers.getlist("Set-Cookie"))
+    for value in issued:
+        assert value not in cookie.value
+        assert value not in set_cookies
+        assert value.encode() not in blob
+    assert len(cookie.value) < 64
+
+
+def test_logs_never_contain_issued_values(
+    browser: Browser, spark_platform: SparkPlatform, log_text: Any, app: Flask
+) -> None:
+    browser.sign_in()
+    browser.client.get("/account")
+    browser.client.get("/callback?state=nope&code=nope")
+    browser.client.post("/logout", headers={"Origin": "http://localhost"})
+    text = log_text()
+    assert text  # the flow did log something (urllib3, our own info lines)
+    for value in spark_platform.issued_values():
+        assert value not in text
+    for line in [r for r in spark_platform.requests if r.route == "grant"]:
+        assert line.json is not None
+
+
+def test_login_required_redirects_pages_and_answers_json_with_401(browser: Browser) -> None:
+    page = browser.client.get("/account?tab=2")
+    assert page.status_code == 302
+    assert page.headers["Location"] == "/login?next=/account?tab%3D2"
+    api = browser.client.get("/account", headers={"Accept": "application/json"})
+    assert api.status_code == 401
+    assert api.json == {"error": "not_signed_in", "message": "Sign in with Flexmls first."}
+
+
+def test_logout_revokes_deletes_and_clears(
+    browser: Browser, spark_platform: SparkPlatform, redis_client: Any
+) -> None:
+    browser.sign_in()
+    old_cookie = browser.client.get_cookie("session")
+    assert old_cookie is not None
+    assert browser.client.get("/account").status_code == 200
+    response = browser.client.post("/logout", headers={"Origin": "http://localhost"})
+    assert response.status_code == 303
+    assert spark_platform.stats.revocations == 1
+    assert not redis_client.exists(f"session:spark:session:{old_cookie.value}")
+    assert not redis_client.exists(f"session:{old_cookie.value}")
+    # Replaying the old cookie gives an anonymous user.
+    browser.client.set_cookie("session", old_cookie.value)
+    assert browser.client.get("/account").status_code == 302
+
+
+def test_logout_survives_a_failing_revocation(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    browser.sign_in()
+    spark_platform.add_fault(Fault("revoke", "status", status=503))
+    response = browser.client.post("/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    assert response.status_code == 303
+    assert browser.client.get("/account").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"},
+        {"Referer": "http://evil.example/page"},
+    ],
+)
+def test_logout_refuses_cross_site_requests(
+    browser: Browser, spark_platform: SparkPlatform, headers: dict[str, str]
+) -> None:
+    browser.sign_in()
+    response = browser.client.post("/logout", headers=headers)
+    assert response.status_code == 403
+    assert spark_platform.stats.revocations == 0
+    assert browser.client.get("/account").status_code == 200
+
+
+def test_logout_is_post_only(browser: Browser) -> None:
+    assert browser.client.get("/logout").status_code == 405
+
+
+def test_signals_fire_and_a_receiver_may_replace_the_error_page(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    obtained: list[dict[str, Any]] = []
+
+    def on_obtained(sender: Flask, **extra: Any) -> None:
+        obtained.append(extra)
+
+    def on_failed(sender: Flask, **extra: Any) -> Response:
+        return Response(f"custom {extra['reason']}", status=418)
+
+    with token_obtained.connected_to(on_obtained, app), login_failed.connected_to(on_failed, app):
+        browser.sign_in()
+        failed = browser.client.get("/callback?state=x&code=y")
+    assert obtained == [{"scope": "idx", "portal": None}]
+    assert failed.status_code == 418
+    assert failed.data == b"custom unknown_state"
+    assert failed.headers["Cache-Control"] == "no-store"
+
+
+def test_url_prefix_and_app_factory(make_app: AppFactory, spark_platform: SparkPlatform) -> None:
+    spark_platform.register_client(
+        "prefixed", "prefixed-secret", ("http://localhost/auth/callback",)
+    )
+    spark = Spark(url_prefix="/auth")
+    app = make_app(spark=spark, SPARK_CLIENT_ID="prefixed", SPARK_CLIENT_SECRET="prefixed-secret")
+    client = app.test_client()
+    response = client.get("/auth/login")
+    assert response.status_code == 302
+    assert "redirect_uri=http%3A%2F%2Flocalhost%2Fauth%2Fcallback" in response.headers["Location"]
+    assert "spark" in app.extensions
+    assert not hasattr(spark, "app")
+
+
+def test_json_session_serialization_round_trips(browser: Browser, redis_client: Any) -> None:
+    browser.start_login("/login?next=/x")
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    raw = redis_client.get(f"session:{cookie.value}")
+    import msgspec
+
+    data = msgspec.msgpack.decode(raw)
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_non_utf8_query_on_a_protected_page_still_redirects(browser: Browser) -> None:
+    response = browser.client.get("/account", environ_overrides={"QUERY_STRING": "q=\xff\xfe"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/account"
+
+
+def test_non_utf8_query_on_login_falls_back_to_the_landing_page(browser: Browser) -> None:
+    response = browser.client.get("/login", environ_overrides={"QUERY_STRING": "next=\xff/x"})
+    assert response.status_code == 302
+    callback, _ = browser.authorize(response.headers["Location"])
+    assert browser.client.get(callback).headers["Location"] == "/"

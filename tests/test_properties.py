@@ -1,0 +1,102 @@
+"""Generated input: no `next` ever leaves the site, no callback query ever answers 5xx."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote_from_bytes, urlsplit
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flask_spark.redirects import safe_next
+from flask_spark.testing import SparkPlatform
+
+from .conftest import AppFactory
+
+NEXT_ALPHABET = st.sampled_from(
+    [
+        *"/\\\t\n\r :@.%?#&=;",
+        *("//", "/\\", "http", "https:", "evil.example", "\x00", "é", "\u3000", "\uff0f"),
+    ]
+)
+next_values = st.one_of(
+    st.text(max_size=40),
+    st.lists(NEXT_ALPHABET | st.text(max_size=3), max_size=12).map("".join),
+)
+
+
+def stays_on_site(location: str) -> bool:
+    parts = urlsplit(location)
+    return (
+        not parts.scheme
+        and not parts.netloc
+        and location.startswith("/")
+        and not location.startswith("//")
+        and "\\" not in location
+        and all("\x21" <= ch <= "\x7e" for ch in location)
+    )
+
+
+@settings(max_examples=10000, deadline=None)
+@given(next_values)
+def test_safe_next_never_points_off_site(value: str) -> None:
+    result = safe_next(value)
+    assert result is None or stays_on_site(result)
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(next_values)
+def test_login_never_stores_an_off_site_next(app: Flask, value: str) -> None:
+    client = app.test_client()
+    response = client.get("/login", query_string={"next": value})
+    assert response.status_code == 302
+    with client.session_transaction() as session:
+        pending = session["_spark_pending"]
+    stored = pending[-1]["next"]
+    assert stored is None or stays_on_site(stored)
+
+
+raw_params = st.lists(
+    st.tuples(
+        st.sampled_from([b"state", b"code", b"error", b"error_description", b"next", b"x"])
+        | st.binary(max_size=8),
+        st.binary(max_size=64) | st.sampled_from([b"\x00", b"\xff\xfe", b"a" * 5000]),
+    ),
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw_params, st.booleans())
+def test_random_callback_queries_never_answer_5xx(
+    app: Flask, spark_platform: SparkPlatform, params: list[tuple[bytes, bytes]], login: bool
+) -> None:
+    client = app.test_client()
+    if login:
+        client.get("/login")
+    query = "&".join(f"{quote_from_bytes(k)}={quote_from_bytes(v)}" for k, v in params)
+    # WSGI carries the raw bytes of the query as a latin-1 string: non-UTF-8 and NUL included.
+    raw = b"&".join(k + b"=" + v for k, v in params).decode("latin-1")
+    for qs in (query, raw):
+        response = client.get("/callback", environ_overrides={"QUERY_STRING": qs})
+        assert 400 <= response.status_code < 500, response.status_code
+    assert spark_platform.stats.grant_calls == 0
+
+
+def test_the_callback_page_never_echoes_raw_input(app: Flask) -> None:
+    client = app.test_client()
+    response: Any = client.get(
+        "/callback", query_string={"error": "x", "error_description": "<img src=x onerror=1>"}
+    )
+    assert b"<img" not in response.data
