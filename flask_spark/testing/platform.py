@@ -107,6 +107,8 @@ class SparkPlatform:
         )
         self._validate(self._initial)
         self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         self._issued: set[str] = set()
         self._settings = self._initial
         self._store = GrantStore([], self._issued, clock)
@@ -441,13 +443,34 @@ class SparkPlatform:
         with self._lock:
             return [r for r in self._requests if r.route == route]
 
+    @property
+    def in_flight(self) -> int:
+        """How many requests are being handled right now (not yet recorded)."""
+        with self._lock:
+            return self._in_flight
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being handled, e.g. one a client gave up on during a
+        ``"delay"`` fault, so its record and counters are final. Returns ``False`` if
+        requests were still in flight after ``timeout`` seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
     def _count(self, name: str) -> None:
         with self._lock:
             self._counters[name] += 1
 
-    def _record(self, entry: RecordedRequest) -> None:
+    def _record(self, entry: RecordedRequest | None) -> None:
+        """A request that :meth:`_started` is finished; record it unless ``None``."""
         with self._lock:
-            self._requests.append(entry)
+            if entry is not None:
+                self._requests.append(entry)
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     # -- used by the WSGI side (routes.py), each under the lock --------------------------
 

@@ -114,6 +114,7 @@ class Router:
         request.max_content_length = _MAX_BODY
         route = route_of(request.path)
         status = 0
+        self.platform._started()
         try:
             response = self._serve(request, route)
             status = response.status_code if response is not None else 0
@@ -132,12 +133,13 @@ class Router:
         return response(environ, start_response)
 
     def _record(self, request: Request, route: str, status: int) -> None:
+        entry: RecordedRequest | None = None
         try:
-            body = request.get_data(cache=True)
-        except HTTPException:
-            body = b""
-        self.platform._record(
-            RecordedRequest(
+            try:
+                body = request.get_data(cache=True)
+            except HTTPException:
+                body = b""
+            entry = RecordedRequest(
                 method=request.method,
                 path=request.path,
                 query=request.args.to_dict(),
@@ -148,7 +150,10 @@ class Router:
                 route=route,
                 status=status,
             )
-        )
+        except Exception as exc:
+            logger.error("simulator could not record a request: %s", type(exc).__name__)
+        finally:
+            self.platform._record(entry)
 
     def _serve(self, request: Request, route: str) -> Response | None:
         platform = self.platform
