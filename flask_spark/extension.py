@@ -25,6 +25,7 @@ from .errors import (
 )
 from .grant import GrantClient
 from .pages import unauthorized, unavailable
+from .sessions import guard_session_interface, require_session_store
 from .store import CacheLibTokenStore, RedisTokenStore, TokenStore
 from .tokens import GrantRef, TokenManager, session_owner
 from .transport import Transport
@@ -108,6 +109,7 @@ class Spark:
         """
         config = load_config(app.config, has_portal_loader=self._portal_loader is not None)
         store = self._token_store or _store_for(app)
+        guard_session_interface(app)
         if config.has_app_token and not config.redirect_uri:
             raise ConfigurationError(
                 "SPARK_REDIRECT_URI",
@@ -209,7 +211,11 @@ def current_scope(state: SparkState | None = None) -> tuple[str, str | None]:
 
 
 def user_grant(state: SparkState, scope: str) -> GrantRef | None:
-    """The current browser session's grant reference for ``scope``."""
+    """The current browser session's grant reference for ``scope``.
+
+    :raises StoreUnavailable: the session store did not answer for this request.
+    """
+    require_session_store()
     sid = getattr(session, "sid", None)
     if not sid:
         return None

@@ -17,6 +17,7 @@ from .extension import SparkState, current_scope, reset_client, spark_state, use
 from .grant import authorization_url
 from .pages import clean_description, error_page
 from .redirects import safe_next
+from .sessions import require_session_store
 from .signals import logged_out, login_failed, token_obtained
 from .state import PendingLogin, add_pending, new_state, pop_pending
 from .tokens import GrantRef, session_owner
@@ -61,6 +62,7 @@ def _landing(state: SparkState) -> str:
 
 def login(**_prefix_values: Any) -> Response:
     """Start a sign-in: remember a fresh state, then redirect to the platform."""
+    require_session_store()
     state = spark_state()
     scope, portal = current_scope(state)
     redirect_uri = _redirect_uri(state)
@@ -126,6 +128,7 @@ def _single_params() -> dict[str, str] | None:
 
 def callback(**_prefix_values: Any) -> Response:
     """Finish a sign-in: check the state, exchange the code, keep the tokens."""
+    require_session_store()
     state = spark_state()
     params = _single_params()
     if params is None:
@@ -209,6 +212,7 @@ def logout(**_prefix_values: Any) -> Response:
     tokens, and clear the session unless other portals are still signed in."""
     if not _same_origin():
         return error_page("cross_site", 403)
+    require_session_store()
     state = spark_state()
     scope, portal = current_scope(state)
     ref = user_grant(state, scope)

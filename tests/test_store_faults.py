@@ -1,0 +1,91 @@
+"""The session store going away: 503 pages instead of 500s, no refresh without the lock,
+and recovery by itself when the store is back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask, jsonify
+
+from flask_spark import spark_api, spark_login_required
+from flask_spark.testing import SparkPlatform
+
+from .conftest import AppFactory, Browser
+from .redis_server import RedisServer
+
+
+@pytest.fixture
+def app(make_app: AppFactory, redis_server: RedisServer) -> Flask:
+    app = make_app(
+        SESSION_REDIS=redis.Redis.from_url(
+            redis_server.url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+    )
+
+    @app.get("/")
+    def home() -> Any:
+        return "home"
+
+    @app.get("/account")
+    @spark_login_required
+    def account() -> Any:
+        return jsonify(spark_api.get("/my/account"))
+
+    return app
+
+
+@pytest.fixture
+def browser(app: Flask, browser_for: Any) -> Browser:
+    browser = browser_for(app)
+    assert browser.sign_in().status_code == 303
+    return browser
+
+
+@pytest.fixture
+def stoppable(redis_server: RedisServer) -> Iterator[RedisServer]:
+    yield redis_server
+    if redis_server.process is None:
+        redis_server.start()
+
+
+def test_stopped_store_answers_503_and_recovers(
+    browser: Browser, stoppable: RedisServer, spark_platform: SparkPlatform, log_text: Any
+) -> None:
+    assert browser.client.get("/account").status_code == 200
+    spark_platform.expire_all()
+    stoppable.stop()
+
+    account = browser.client.get("/account")
+    assert account.status_code == 503
+    assert account.headers["Retry-After"]
+    assert b"storage is unavailable" in account.data
+    assert browser.client.get("/").status_code == 200  # pages without Spark still work
+    assert browser.client.get("/login").status_code == 503
+    assert browser.client.get("/callback?state=x&code=y").status_code == 503
+    api = browser.client.get("/account", headers={"Accept": "application/json"})
+    assert api.status_code == 503
+    assert api.json == {
+        "error": "unavailable",
+        "message": "Sign-in storage is unavailable right now. Please try again shortly.",
+    }
+    assert spark_platform.stats.refreshes == 0  # never without the lock
+
+    stoppable.start()  # an empty Redis: sessions are gone, the service is back
+    assert browser.client.get("/account").status_code == 302
+    assert browser.sign_in().status_code == 303
+    assert browser.client.get("/account").status_code == 200
+    assert "Traceback" not in log_text()
+
+
+def test_paused_store_answers_503_then_serves_the_same_session(
+    browser: Browser, stoppable: RedisServer, redis_client: redis.Redis
+) -> None:
+    redis_client.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+    try:
+        assert browser.client.get("/account").status_code == 503
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    assert browser.client.get("/account").status_code == 200  # still signed in
