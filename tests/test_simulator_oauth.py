@@ -201,7 +201,7 @@ def test_consent_page_is_a_real_form(wire: Wire, spark_platform: SparkPlatform) 
 
 
 def test_consent_page_escapes_the_client_id(wire: Wire, spark_platform: SparkPlatform) -> None:
-    spark_platform.register_client("<b>x</b>", "s", (CALLBACK,))
+    spark_platform.register_client("<b>x</b>", "escaping-secret", (CALLBACK,))
     wire.platform.auto_approve = False
     page = wire.authorize(client_id="<b>x</b>", state='"><script>').data
     assert b"<b>x</b>" not in page
@@ -511,3 +511,5 @@ def test_issued_values_cover_codes_tokens_and_secrets(
     } <= issued
     issued.clear()  # a copy
     assert code in spark_platform.issued_values()
+    spark_platform.reset()
+    assert spark_platform.issued_values() == {spark_platform.client_secret}

@@ -271,14 +271,12 @@ class SparkPlatform:
     # -- control ----------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget all grants, codes, counters, recorded requests, faults, rate-limit windows
-        and clients added with :meth:`register_client`; restore the constructor's settings.
-
-        :meth:`issued_values` keeps remembering what was ever issued.
-        """
+        """Forget all grants, codes, issued values, counters, recorded requests, faults,
+        rate-limit windows and clients added with :meth:`register_client`; restore the
+        constructor's settings. Requests in flight finish against the new state."""
         with self._lock:
             self._settings = self._initial
-            self._issued.add(self.client_secret)
+            self._issued = {self.client_secret}
             default = Client(self.client_id, self.client_secret, self.redirect_uris)
             self._store = GrantStore([default], self._issued, self.clock)
             self._counters = dict.fromkeys(STAT_NAMES, 0)
@@ -375,8 +373,9 @@ class SparkPlatform:
             return self._store.info(self._store.live(access_token))
 
     def issued_values(self) -> set[str]:
-        """Every code, access token and refresh token ever issued, and the client secrets:
-        what must never show up in a log, a cookie or a page."""
+        """Every code, access token and refresh token issued since the last :meth:`reset`,
+        and the client secrets registered since: what must never show up in a log, a
+        cookie or a page."""
         with self._lock:
             return set(self._issued)
 

@@ -13,9 +13,10 @@ import ssl
 import tempfile
 import threading
 from types import TracebackType
-from typing import Any
+from typing import IO, Any, cast
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wsgi import LimitedStream
 
 from .platform import SparkPlatform
 
@@ -34,10 +35,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Request bodies left unread by the application up to this size are drained so the
+# connection can stay open; a bigger leftover closes the connection instead.
+_DRAIN_LIMIT = 64 * 1024
+
+
 class _Handler(WSGIRequestHandler):
-    """Keep-alive over HTTP/1.1, no access log (paths carry tokens), no tracebacks for
-    clients that hang up, and connections tracked so :meth:`SimulatorServer.stop` can
-    close idle keep-alive connections."""
+    """HTTP/1.1 keep-alive, no access log (paths carry tokens), no tracebacks for clients
+    that hang up, and connections tracked so :meth:`SimulatorServer.stop` can close idle
+    keep-alive connections.
+
+    Werkzeug's own ``run_wsgi`` closes every connection (it cannot tell where a request
+    body ends); this one reads exactly ``Content-Length`` bytes of body, so it can keep
+    the connection open. The simulator's application answers with byte bodies that
+    carry a ``Content-Length``; anything else closes the connection after the answer.
+    """
 
     protocol_version = "HTTP/1.1"
 
@@ -57,6 +69,67 @@ class _Handler(WSGIRequestHandler):
             super().handle()
         except OSError as exc:  # handshake failures, resets: the client's problem
             logger.debug("simulator connection closed: %s", type(exc).__name__)
+
+    def run_wsgi(self) -> None:
+        """Run the application for one request and write its answer."""
+        if self.headers.get("Expect", "").strip().lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.environ = environ = self.make_environ()
+        body_stream: LimitedStream | None = None
+        if "wsgi.input_terminated" not in environ:  # not chunked: bounded by Content-Length
+            try:
+                length = max(0, int(environ.get("CONTENT_LENGTH") or 0))
+            except ValueError:
+                self.send_error(400, "Bad Content-Length")
+                self.close_connection = True
+                return
+            body_stream = LimitedStream(cast("IO[bytes]", self.rfile), length)
+            environ["wsgi.input"] = body_stream
+            environ["wsgi.input_terminated"] = True
+        answer: list[Any] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            answer[:] = [status, headers]
+            return self.wfile.write
+
+        try:
+            chunks = self.server.app(environ, start_response)
+            try:
+                body = b"".join(chunks)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+        except Exception as exc:  # the application never raises; be safe anyway
+            logger.debug("simulator application error: %s", type(exc).__name__)
+            answer, body = ["500 Internal Server Error", []], b""
+        keep_alive = body_stream is not None
+        if body_stream is not None and not body_stream.is_exhausted:
+            keep_alive = False
+            if body_stream.limit - body_stream.tell() <= _DRAIN_LIMIT:
+                with contextlib.suppress(Exception):  # a client gone mid-body
+                    body_stream.exhaust()
+                    keep_alive = True
+        status, headers = answer
+        code, _, reason = status.partition(" ")
+        self.send_response(int(code), reason)
+        has_length = False
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == "connection":
+                continue
+            has_length = has_length or lowered == "content-length"
+            self.send_header(name, value)
+        if not has_length:
+            self.send_header("Content-Length", str(len(body)))
+        if not keep_alive:
+            self.send_header("Connection", "close")  # also sets self.close_connection
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.wfile.flush()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """No access log: request lines carry tokens (``/v1/oauth2/token/<token>``)."""
