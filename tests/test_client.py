@@ -20,6 +20,8 @@ from flask_spark.testing import Fault, SparkPlatform
 
 from .conftest import AppFactory, Browser
 
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
+
 
 def add_views(app: Flask) -> None:
     @app.get("/account")

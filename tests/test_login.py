@@ -15,6 +15,8 @@ from flask_spark.testing import Fault, SparkPlatform
 
 from .conftest import AppFactory, Browser
 
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
+
 
 def add_views(app: Flask) -> None:
     @app.get("/")
@@ -254,7 +256,7 @@ def test_redirect_uri_mismatch_from_the_platform(
 ) -> None:
     app = make_app(SPARK_REDIRECT_URI="https://portal.example/not-registered")
     browser = browser_for(app)
-    reply = browser.http.request("GET", browser.start_login(), redirect=False)
+    reply = browser.request("GET", browser.start_login())
     assert reply.status == 400
     assert b"redirect_uri_mismatch" in reply.data
     assert spark_platform.stats.authorizations == 0
@@ -300,10 +302,10 @@ def test_refused_code_gets_the_try_again_page(
         "code": params["code"],
         "redirect_uri": "http://localhost/callback",
     }
-    spent = browser.http.request(
+    spent = browser.request(
         "POST",
         spark_platform.api_url + "/v1/oauth2/grant",
-        body=json.dumps(body),
+        body=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     assert spent.status == 200

@@ -16,6 +16,8 @@ from .conftest import AppFactory
 
 PORTALS = ("alpha", "beta")
 
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
+
 
 @pytest.mark.parametrize(
     ("config", "path"),

@@ -12,6 +12,8 @@ from flask_spark.testing import SparkPlatform
 
 from .conftest import AppFactory
 
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
+
 
 def app_with_pair(make_app: AppFactory, pair: dict[str, Any], **config: Any) -> Flask:
     return make_app(

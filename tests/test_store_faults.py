@@ -16,6 +16,8 @@ from flask_spark.testing import SparkPlatform
 from .conftest import AppFactory, Browser
 from .redis_server import RedisServer
 
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
+
 
 @pytest.fixture
 def app(make_app: AppFactory, redis_server: RedisServer) -> Flask:
