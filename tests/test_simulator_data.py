@@ -264,6 +264,8 @@ def test_pagination_count_returns_only_the_count(wire: Wire, token: str) -> None
         {"_page": "0"},
         {"_page": "-1"},
         {"_pagination": "yes"},
+        {"_limit": "\u00b2"},  # a digit to str.isdigit(), not to int()
+        {"_page": "\u0663"},
     ],
 )
 def test_bad_paging_parameters_are_1050(wire: Wire, token: str, params: dict[str, str]) -> None:

@@ -22,7 +22,7 @@ import urllib3
 
 from flask_spark.testing import Fault, SimulatorServer, SparkPlatform
 
-from .test_simulator_support import UA, Wire
+from .test_simulator_support import UA, Wire, envelope
 
 ENV = {**os.environ, "PYTHONWARNINGS": "error"}
 
@@ -394,3 +394,71 @@ def test_socket_reuse_after_stop_is_possible() -> None:
         port = server.port
     with socket.create_server(("127.0.0.1", port)):  # the port is free again
         pass
+
+
+def one_connection(platform: SparkPlatform) -> urllib3.HTTPSConnectionPool:
+    return urllib3.HTTPSConnectionPool(
+        "127.0.0.1",
+        int(platform.url.rsplit(":", 1)[1]),
+        ca_certs=platform.ca_file,
+        maxsize=1,
+        block=True,
+        retries=False,
+    )
+
+
+def test_keep_alive_survives_bodies_the_app_does_not_read(
+    wire: Wire, spark_platform: SparkPlatform
+) -> None:
+    token = wire.tokens()["access_token"]
+    headers = {**UA, "Authorization": f"OAuth {token}", "Content-Type": "application/json"}
+    pool = one_connection(spark_platform)
+    body = json.dumps({"D": {"DisplayName": "x" * 5000}})
+    # 405 before the body is looked at, then a normal write, then reads: one connection.
+    assert pool.request("POST", "/v1/listings", body=body, headers=headers).status == 405
+    assert pool.request("POST", "/v1/contacts", body=body, headers=headers).status == 201
+    assert pool.request("GET", "/v1/system", headers=headers).status == 200
+    assert (
+        pool.request("DELETE", "/v1/oauth2/token/x", body=b"junk", headers=headers).status == 401
+    )
+    assert pool.request("GET", "/v1/contacts", headers=headers).status == 200
+    assert pool.num_connections == 1
+    assert [r.status for r in spark_platform.requests_for("data")] == [405, 201, 200, 200]
+    pool.close()
+
+
+def test_chunked_request_body_is_read_then_the_connection_closes(
+    wire: Wire, spark_platform: SparkPlatform
+) -> None:
+    code = wire.code()
+    body = {
+        "client_id": spark_platform.client_id,
+        "client_secret": spark_platform.client_secret,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "http://localhost/callback",
+    }
+    pool = one_connection(spark_platform)
+    raw = json.dumps(body).encode()
+    reply = pool.urlopen(
+        "POST",
+        "/v1/oauth2/grant",
+        body=iter([raw[:10], raw[10:]]),
+        headers={"Content-Type": "application/json"},
+        chunked=True,
+    )
+    assert reply.status == 200, reply.data
+    assert reply.headers["Connection"] == "close"
+    assert spark_platform.requests_for("grant")[0].json == body
+    pool.close()
+
+
+def test_oversized_body_is_refused_with_413(wire: Wire, spark_platform: SparkPlatform) -> None:
+    token = wire.tokens()["access_token"]
+    headers = {**UA, "Authorization": f"OAuth {token}", "Content-Type": "application/json"}
+    reply = wire.request(
+        "POST", "/v1/contacts", body=b"{" + b" " * (2 * 1024 * 1024) + b"}", headers=headers
+    )
+    assert reply.status == 413
+    assert envelope(reply)["Code"] == 1050
+    assert wire.api("GET", "/v1/system", token).status == 200

@@ -284,7 +284,8 @@ def _int_param(args: Mapping[str, str], name: str, default: int, high: int | Non
     raw = args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+    valid = raw.isascii() and raw.isdigit()
+    if not valid or int(raw) < 1 or (high is not None and int(raw) > high):
         limit = f" from 1 to {high}" if high is not None else " of 1 or more"
         raise DataError(1050, 400, f"Parameter {name} must be an integer{limit}")
     return int(raw)
@@ -320,7 +321,8 @@ def page(
 
 _CONDITION = re.compile(
     r"\s*(?P<field>[A-Za-z][A-Za-z0-9]*)\s+(?P<op>Eq|Ne|Gt|Ge|Lt|Le)\s+"
-    r"(?P<value>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?)\s*"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?)\s*",
+    re.ASCII,
 )
 
 

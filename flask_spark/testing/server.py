@@ -35,9 +35,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# Request bodies left unread by the application up to this size are drained so the
-# connection can stay open; a bigger leftover closes the connection instead.
-_DRAIN_LIMIT = 64 * 1024
+# Request bodies left unread by the application (say, a 413 answer) up to this size are
+# drained, so the client sees the answer and the connection can stay open; a bigger
+# leftover closes the connection instead.
+_DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class _Handler(WSGIRequestHandler):
@@ -55,6 +56,8 @@ class _Handler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        with contextlib.suppress(OSError):  # no Nagle delay on small answers
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tracker: _Tracker = self.server._simulator_tracker  # type: ignore[attr-defined]
         tracker.add(self.connection)
 
@@ -126,10 +129,11 @@ class _Handler(WSGIRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         if not keep_alive:
             self.send_header("Connection", "close")  # also sets self.close_connection
-        self.end_headers()
+        # Head and body in one write (one TLS record, one segment for small answers).
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """No access log: request lines carry tokens (``/v1/oauth2/token/<token>``)."""
