@@ -234,7 +234,7 @@ class SparkClient:
         if code == CODE_INVALID_KEY:
             assert self._ref is not None
             assert self._record is not None
-            stored = self._tokens.load(self._ref)
+            stored = self._tokens.load(self._ref, fresh=True)
             if stored is not None and stored["access_token"] != self._record["access_token"]:
                 self._record = stored
                 return True

@@ -37,6 +37,8 @@ DEFAULT_RETRIES = 2
 DEFAULT_MAX_RETRY_WAIT = 5.0
 #: Keep-alive connections kept per platform host and process.
 DEFAULT_POOL_SIZE = 16
+#: Seconds a process may reuse a token record it read, before reading the store again.
+DEFAULT_TOKEN_CACHE_SECONDS = 5.0
 
 _ROLES: tuple[Role, ...] = ("idx", "vow", "private")
 _PORTAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -65,6 +67,7 @@ class SparkConfig:
     retries: int
     max_retry_wait: float
     pool_size: int
+    token_cache_seconds: float
     access_token: str | None
     refresh_token: str | None
     one_portal_per_session: bool
@@ -236,6 +239,9 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         retries=_int(config, "SPARK_RETRIES", DEFAULT_RETRIES, 0),
         max_retry_wait=_number(config, "SPARK_MAX_RETRY_WAIT", DEFAULT_MAX_RETRY_WAIT, 0),
         pool_size=_int(config, "SPARK_POOL_SIZE", DEFAULT_POOL_SIZE, 1),
+        token_cache_seconds=_number(
+            config, "SPARK_TOKEN_CACHE_SECONDS", DEFAULT_TOKEN_CACHE_SECONDS, 0
+        ),
         access_token=access_token,
         refresh_token=refresh_token,
         one_portal_per_session=_bool(config, "SPARK_ONE_PORTAL_PER_SESSION", False),

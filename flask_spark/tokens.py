@@ -9,7 +9,9 @@ re-reads the record, and only calls the platform if nobody changed it meanwhile.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from .config import SparkConfig
@@ -19,6 +21,55 @@ from .store import TokenStore
 
 #: Seconds the refresh lock outlives its holder beyond the HTTP timeout, should it die.
 LOCK_MARGIN = 5.0
+
+
+class RecordCache:
+    """A short-lived, bounded, per-process memory of token records.
+
+    It saves a store round trip on most requests. Serving a stale record is safe: a token
+    another process has replaced gets 1020 or 1000 from the platform, and the client then
+    re-reads the store (under the grant's lock for a refresh) and retries once. Every write
+    this process makes updates it; ``ttl`` bounds how long another process's sign-out of one
+    portal can go unseen here. Every sign-in rotates the session id, so a remembered
+    "not signed in" never hides a new sign-in.
+    """
+
+    def __init__(self, ttl: float, size: int = 4096) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, str], tuple[float, TokenRecord | None]] = OrderedDict()
+
+    def get(self, ref: GrantRef) -> tuple[bool, TokenRecord | None]:
+        """``(True, record)`` when remembered and fresh, else ``(False, None)``."""
+        if self.ttl <= 0:
+            return False, None
+        key = (ref.owner, ref.scope)
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return False, None
+            if time.monotonic() - item[0] > self.ttl:
+                del self._items[key]
+                return False, None
+            return True, item[1]
+
+    def put(self, ref: GrantRef, record: TokenRecord | None) -> None:
+        """Remember ``record`` (``None``: no grant) for ``ref``."""
+        if self.ttl <= 0:
+            return
+        key = (ref.owner, ref.scope)
+        with self._lock:
+            self._items[key] = (time.monotonic(), record)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def forget_owner(self, owner: str) -> None:
+        """Drop everything remembered for ``owner``."""
+        with self._lock:
+            for key in [k for k in self._items if k[0] == owner]:
+                del self._items[key]
 
 
 @dataclass(frozen=True)
@@ -58,6 +109,7 @@ class TokenManager:
         self.grants = grants
         self.lock_ttl = config.timeout * 2 + LOCK_MARGIN
         self.lock_wait = self.lock_ttl * 2
+        self.cache = RecordCache(config.token_cache_seconds)
         self._app_seed = (
             _fingerprint(config.access_token, config.refresh_token or "")
             if config.access_token
@@ -96,15 +148,19 @@ class TokenManager:
 
     # -- reading ---------------------------------------------------------------------
 
-    def load(self, ref: GrantRef) -> TokenRecord | None:
+    def load(self, ref: GrantRef, *, fresh: bool = False) -> TokenRecord | None:
         """The grant's current record; ``None`` when there is none.
 
+        :param fresh: read the store even if this process remembers the record.
         :raises ReauthenticationRequired: the app-wide grant was refused by the platform
             and the configured pair has not been replaced since.
         """
-        record = self.store.load(ref.owner, ref.scope)
-        if ref.is_app and (record is None or record.get("seed") != self._app_seed):
-            record = self._seed_app_grant(ref, record)
+        hit, record = (False, None) if fresh else self.cache.get(ref)
+        if not hit:
+            record = self.store.load(ref.owner, ref.scope)
+            if ref.is_app and (record is None or record.get("seed") != self._app_seed):
+                record = self._seed_app_grant(ref, record)
+            self.cache.put(ref, record)
         if record is not None and not record["access_token"]:
             raise ReauthenticationRequired(
                 "The single-session tokens were refused; configure a new pair"
@@ -127,6 +183,7 @@ class TokenManager:
         """Keep the tokens of a fresh sign-in."""
         with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
             self.store.save(ref.owner, ref.scope, record, ref.ttl)
+            self.cache.put(ref, record)
 
     def rotate_owner(self, old_owner: str, new_owner: str, *, keep: bool = True) -> None:
         """Move (or, with ``keep=False``, drop) a session's records on session id rotation."""
@@ -135,11 +192,14 @@ class TokenManager:
                 self.store.move(old_owner, new_owner)
             else:
                 self.store.delete(old_owner)
+            self.cache.forget_owner(old_owner)
+            self.cache.forget_owner(new_owner)
 
     def forget(self, ref: GrantRef) -> list[str]:
         """Delete the grant's record; returns the scopes the owner still holds."""
         with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
             self.store.delete(ref.owner, ref.scope)
+            self.cache.put(ref, None)
             return self.store.scopes(ref.owner)
 
     def refresh(self, ref: GrantRef, stale: TokenRecord) -> tuple[TokenRecord, bool]:
@@ -152,6 +212,7 @@ class TokenManager:
         """
         with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
             current = self.store.load(ref.owner, ref.scope)
+            self.cache.put(ref, current)
             if current is None or not current["access_token"]:
                 raise ReauthenticationRequired()
             if current["access_token"] != stale["access_token"]:
@@ -169,6 +230,7 @@ class TokenManager:
                 if key in current:
                     fresh[key] = current[key]
             self.store.save(ref.owner, ref.scope, fresh, ref.ttl)
+            self.cache.put(ref, fresh)
             return fresh, True
 
     def _refused(self, ref: GrantRef, current: TokenRecord) -> TokenRecord:
@@ -176,6 +238,7 @@ class TokenManager:
         replaced it, the grant is over."""
         again = self.store.load(ref.owner, ref.scope)
         if again is not None and again["access_token"] != current["access_token"]:
+            self.cache.put(ref, again)
             return again
         if ref.is_app:
             tombstone = TokenRecord(
@@ -184,6 +247,8 @@ class TokenManager:
             if "seed" in current:
                 tombstone["seed"] = current["seed"]
             self.store.save(ref.owner, ref.scope, tombstone, None)
+            self.cache.put(ref, tombstone)
         else:
             self.store.delete(ref.owner, ref.scope)
+            self.cache.put(ref, None)
         raise ReauthenticationRequired()

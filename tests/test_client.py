@@ -378,3 +378,29 @@ def test_platform_unavailable_page_when_unreachable(
     assert b"could not be reached" in page.data
     with app.app_context(), pytest.raises(PlatformUnavailable):
         app.extensions["spark"].grants.refresh("x", "http://localhost/callback")
+
+
+def test_a_record_remembered_by_another_process_goes_stale_safely(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    """Two apps on one Redis stand in for two worker processes, each with its own
+    per-process memory of token records."""
+    first, second = make_app(), make_app()
+    add_views(first)
+    add_views(second)
+    browser = browser_for(first)
+    browser.sign_in()
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    other = second.test_client()
+    other.set_cookie("session", cookie.value)
+    assert other.get("/account").status_code == 200  # the second process remembers it
+
+    spark_platform.expire_all()
+    assert browser.client.get("/account").status_code == 200  # the first one refreshes
+    assert other.get("/account").status_code == 200  # stale token: 1020, re-read, retry
+    assert spark_platform.stats.refreshes == 1
+    assert [r.status for r in spark_platform.requests_for("data")][-2:] == [401, 200]
+
+    browser.client.post("/logout", headers={"Origin": "http://localhost"})
+    assert other.get("/account").status_code == 302  # the session itself is gone
