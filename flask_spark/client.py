@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from flask import Flask
@@ -26,6 +26,7 @@ from .signals import token_refreshed
 from .tokens import GrantRef, TokenManager
 from .transport import Reply, Transport
 
+Renewal = Literal["refreshed", "adopted"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _BAD_PATH = re.compile(r"[\x00-\x20\x7f\\#]|://|^//|(^|/)\.\.?(/|$)")
 #: Spark's code for an expired session token.
@@ -211,41 +212,50 @@ class SparkClient:
         if self._tokens.is_due(self._record):
             self._refresh()
         reply = self._send(method, url, body)
-        if reply.status == 401 and self._renewed(self._code(reply)):
-            # Retry once with the renewed token; never loop.
+        # At most two retries and one refresh at the platform: a token another request
+        # stored may itself have expired since, but a token just refreshed is final.
+        for _ in range(2):
+            if reply.status != 401:
+                break
+            renewal = self._renew(self._code(reply))
+            if renewal is None:
+                break
             reply = self._send(method, url, body)
-            if reply.status == 401 and self._code(reply) == CODE_TOKEN_EXPIRED:
-                raise ReauthenticationRequired("The platform still reports the token expired")
+            if renewal == "refreshed":
+                break
+        if reply.status == 401 and self._code(reply) == CODE_TOKEN_EXPIRED:
+            raise ReauthenticationRequired("The platform still reports the token expired")
         return self._result(reply)
 
     # -- internals ------------------------------------------------------------------
 
-    def _renewed(self, code: int | None) -> bool:
-        """After a 401: whether there is now another token worth one retry.
+    def _renew(self, code: int | None) -> Renewal | None:
+        """After a 401: get another token worth a retry, or ``None``.
 
         Code 1020 (expired): the server's word beats our clock, so refresh (single flight:
-        another request may already have). Code 1000 (unknown token): another request may
-        have refreshed meanwhile, which kills the old access token; use the stored one if
-        it changed.
+        another request may already have, and then its token is used). Code 1000 (unknown
+        token): another request may have refreshed meanwhile, which kills the old access
+        token; use the stored one if it changed.
         """
         if code == CODE_TOKEN_EXPIRED:
-            self._refresh()
-            return True
+            return "refreshed" if self._refresh() else "adopted"
         if code == CODE_INVALID_KEY:
             assert self._ref is not None
             assert self._record is not None
             stored = self._tokens.load(self._ref, fresh=True)
             if stored is not None and stored["access_token"] != self._record["access_token"]:
                 self._record = stored
-                return True
-        return False
+                return "adopted"
+        return None
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> bool:
+        """Refresh (single flight); whether this call reached the platform."""
         assert self._ref is not None
         assert self._record is not None
         self._record, refreshed = self._tokens.refresh(self._ref, self._record)
         if refreshed:
             token_refreshed.send(self._app, scope=self._ref.scope, app_wide=self._ref.is_app)
+        return refreshed
 
     def _send(self, method: str, url: str, body: bytes | None) -> Reply:
         assert self._record is not None

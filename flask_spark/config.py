@@ -39,6 +39,8 @@ DEFAULT_MAX_RETRY_WAIT = 5.0
 DEFAULT_POOL_SIZE = 16
 #: Seconds a process may reuse a token record it read, before reading the store again.
 DEFAULT_TOKEN_CACHE_SECONDS = 5.0
+#: The refresh lock lives ``2 x SPARK_TIMEOUT`` plus this many seconds unless set.
+REFRESH_LOCK_MARGIN = 5.0
 
 _ROLES: tuple[Role, ...] = ("idx", "vow", "private")
 _PORTAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -68,6 +70,7 @@ class SparkConfig:
     max_retry_wait: float
     pool_size: int
     token_cache_seconds: float
+    refresh_lock_seconds: float
     access_token: str | None
     refresh_token: str | None
     one_portal_per_session: bool
@@ -219,6 +222,7 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
 
     user_agent = _str(config, "SPARK_USER_AGENT", DEFAULT_USER_AGENT)
     assert user_agent is not None
+    timeout = _number(config, "SPARK_TIMEOUT", DEFAULT_TIMEOUT, 0.01)
 
     return SparkConfig(
         client_id=client_id,
@@ -231,7 +235,7 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         user_agent=user_agent,
         login_redirect=login_redirect,
         allow_http_loopback=allow_http,
-        timeout=_number(config, "SPARK_TIMEOUT", DEFAULT_TIMEOUT, 0.01),
+        timeout=timeout,
         ca_certs=ca_certs,
         token_leeway=_number(config, "SPARK_TOKEN_LEEWAY", DEFAULT_TOKEN_LEEWAY, 0),
         state_lifetime=_number(config, "SPARK_STATE_LIFETIME", DEFAULT_STATE_LIFETIME, 1),
@@ -241,6 +245,9 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         pool_size=_int(config, "SPARK_POOL_SIZE", DEFAULT_POOL_SIZE, 1),
         token_cache_seconds=_number(
             config, "SPARK_TOKEN_CACHE_SECONDS", DEFAULT_TOKEN_CACHE_SECONDS, 0
+        ),
+        refresh_lock_seconds=_number(
+            config, "SPARK_REFRESH_LOCK_SECONDS", timeout * 2 + REFRESH_LOCK_MARGIN, 0.1
         ),
         access_token=access_token,
         refresh_token=refresh_token,

@@ -325,7 +325,17 @@ class CacheLibTokenStore(TokenStore):
         except OSError as exc:
             raise StoreUnavailable(f"Token lock unavailable ({type(exc).__name__})") from None
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailable(
+                            "Timed out waiting for the token refresh lock"
+                        ) from None
+                    time.sleep(0.005)
             try:
                 yield
             finally:

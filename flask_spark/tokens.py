@@ -19,9 +19,6 @@ from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired
 from .grant import GrantClient, TokenRecord
 from .store import TokenStore
 
-#: Seconds the refresh lock outlives its holder beyond the HTTP timeout, should it die.
-LOCK_MARGIN = 5.0
-
 
 class RecordCache:
     """A short-lived, bounded, per-process memory of token records.
@@ -107,8 +104,10 @@ class TokenManager:
         self.config = config
         self.store = store
         self.grants = grants
-        self.lock_ttl = config.timeout * 2 + LOCK_MARGIN
-        self.lock_wait = self.lock_ttl * 2
+        # The holder extends the lock while it works; the lifetime only matters if the
+        # holder dies, and waiters give up after the longest a refresh can take.
+        self.lock_ttl = config.refresh_lock_seconds
+        self.lock_wait = max(self.lock_ttl, config.timeout * 2) * 2
         self.cache = RecordCache(config.token_cache_seconds)
         self._app_seed = (
             _fingerprint(config.access_token, config.refresh_token or "")

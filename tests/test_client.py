@@ -404,3 +404,28 @@ def test_a_record_remembered_by_another_process_goes_stale_safely(
 
     browser.client.post("/logout", headers={"Origin": "http://localhost"})
     assert other.get("/account").status_code == 302  # the session itself is gone
+
+
+def test_a_remembered_token_whose_successor_also_expired(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    """The stored token another process refreshed to may itself have expired since: adopt
+    it, and when the platform says 1020 again, refresh once more. Never a sign-out."""
+    first, second = make_app(), make_app()
+    add_views(first)
+    add_views(second)
+    browser = browser_for(first)
+    browser.sign_in()
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    other = second.test_client()
+    other.set_cookie("session", cookie.value)
+    assert other.get("/account").status_code == 200  # remembers the first token
+
+    spark_platform.expire_all()
+    assert browser.client.get("/account").status_code == 200  # refreshed elsewhere
+    spark_platform.expire_all()  # and that token expires too
+    assert other.get("/account").status_code == 200
+    assert spark_platform.stats.refreshes == 2
+    assert spark_platform.stats.rejected_refreshes == 0
+    assert [r.status for r in spark_platform.requests_for("data")][-3:] == [401, 401, 200]

@@ -1,0 +1,228 @@
+"""Load on real gunicorn workers: bursts of one session on an expired token across two
+servers (two hosts) sharing Redis, at several platform latencies; many sessions at once;
+one host on file sessions and file locks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import redis
+import urllib3
+
+from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
+
+from .gunicorn_server import GunicornServer
+from .redis_server import RedisServer
+from .test_gunicorn import burst, portal_env
+
+#: The refresh lock's lifetime in these tests; the holder keeps extending it.
+LOCK_SECONDS = 0.5
+
+
+@pytest.fixture
+def http(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
+    pool = urllib3.PoolManager(
+        ca_certs=spark_platform.ca_file, retries=False, maxsize=64, timeout=60.0
+    )
+    yield pool
+    pool.clear()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[GunicornServer]]:
+    running: list[GunicornServer] = []
+    yield running
+    for server in running:
+        server.stop()
+
+
+def two_hosts(
+    platform: SparkPlatform, env: dict[str, Any], running: list[GunicornServer]
+) -> tuple[GunicornServer, GunicornServer]:
+    first = GunicornServer(env, workers=3, threads=4)
+    second = GunicornServer(env, workers=2, threads=4)
+    platform.register_client(
+        platform.client_id,
+        platform.client_secret,
+        (f"{first.url}/callback", f"{second.url}/callback"),
+    )
+    for server in (first, second):
+        server.start()
+        running.append(server)
+    return first, second
+
+
+def sign_in(http: urllib3.PoolManager, server: GunicornServer, user: str | None = None) -> str:
+    """Sign in through the portal, approving as ``user``; returns the session cookie."""
+    login = http.request("GET", server.url + "/login", redirect=False)
+    assert login.status == 302
+    cookie = SimpleCookie(login.headers["Set-Cookie"])["session"].value
+    location = login.headers["Location"]
+    if user is None:
+        authorize = http.request("GET", location, redirect=False)
+    else:  # click Approve on the consent page as this user
+        parts = urlsplit(location)
+        fields = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        fields.update(decision="approve", user=user)
+        authorize = http.request_encode_body(
+            "POST",
+            f"{parts.scheme}://{parts.netloc}{parts.path}",
+            fields=fields,
+            encode_multipart=False,
+            redirect=False,
+        )
+    assert authorize.status == 302, authorize.data[:300]
+    callback = http.request(
+        "GET",
+        authorize.headers["Location"],
+        redirect=False,
+        headers={"Cookie": f"session={cookie}"},
+    )
+    assert callback.status == 303, callback.data[:300]
+    return SimpleCookie(callback.headers["Set-Cookie"])["session"].value
+
+
+def stored_record(redis_url: str, cookie: str) -> dict[str, Any]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.hget(f"session:spark:session:{cookie}", "idx")
+    finally:
+        client.close()
+    assert raw is not None
+    return dict(json.loads(raw))
+
+
+@pytest.mark.parametrize(
+    "latency",
+    [0.0, 0.2, LOCK_SECONDS * 3],
+    ids=["no-latency", "slow-platform", "slower-than-the-lock-lifetime"],
+)
+def test_bursts_refresh_once_per_expiry_across_two_hosts(
+    spark_platform: SparkPlatform,
+    redis_server: RedisServer,
+    http: urllib3.PoolManager,
+    servers: list[GunicornServer],
+    latency: float,
+) -> None:
+    env = portal_env(spark_platform, redis_server, SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS)
+    first, second = two_hosts(spark_platform, env, servers)
+    cookie = sign_in(http, first)
+    headers = {"Cookie": f"session={cookie}"}
+    expiries = 0
+    for size in (2, 16, 50):
+        urls = [f"{(first, second)[i % 2].url}/account" for i in range(size)]
+        for _ in range(2):
+            spark_platform.expire_all()
+            if latency:
+                spark_platform.add_fault(Fault("grant", "delay", delay=latency))
+            assert burst(http, urls, headers) == [200] * size
+            expiries += 1
+            assert spark_platform.stats.refreshes == expiries
+            record = stored_record(redis_server.url, cookie)
+            live = spark_platform.grant_for(record["access_token"])
+            assert record["refresh_token"] == live.refresh_token  # the newest one
+    assert spark_platform.stats.rejected_refreshes == 0
+    assert spark_platform.stats.grant_calls == expiries + 1  # the code exchange, then one each
+
+
+def test_many_sessions_at_once_never_get_each_others_tokens(
+    spark_platform: SparkPlatform,
+    redis_server: RedisServer,
+    http: urllib3.PoolManager,
+    servers: list[GunicornServer],
+) -> None:
+    first, second = two_hosts(spark_platform, portal_env(spark_platform, redis_server), servers)
+    users = [ACCOUNTS[i % len(ACCOUNTS)] for i in range(24)]
+    cookies = [sign_in(http, (first, second)[i % 2], user["Id"]) for i, user in enumerate(users)]
+    for round_ in range(3):
+        if round_:
+            spark_platform.expire_all()
+        barrier = threading.Barrier(len(cookies))
+        seen: dict[int, tuple[int, str]] = {}
+        lock = threading.Lock()
+
+        def hit(
+            index: int,
+            barrier: threading.Barrier = barrier,
+            seen: dict[int, tuple[int, str]] = seen,
+            lock: threading.Lock = lock,
+        ) -> None:
+            barrier.wait()
+            reply = http.request(
+                "GET",
+                f"{(second, first)[index % 2].url}/account",
+                headers={"Cookie": f"session={cookies[index]}"},
+            )
+            name = json.loads(reply.data)[0]["Name"] if reply.status == 200 else ""
+            with lock:
+                seen[index] = (reply.status, name)
+
+        threads = [threading.Thread(target=hit, args=(i,)) for i in range(len(cookies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == {i: (200, user["Name"]) for i, user in enumerate(users)}
+    assert spark_platform.stats.refreshes == 2 * len(cookies)
+    assert spark_platform.stats.rejected_refreshes == 0
+
+
+def test_one_host_on_file_sessions_refreshes_once_per_expiry(
+    spark_platform: SparkPlatform,
+    redis_server: RedisServer,
+    http: urllib3.PoolManager,
+    servers: list[GunicornServer],
+    tmp_path: Path,
+) -> None:
+    env = portal_env(spark_platform, redis_server, SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS)
+    env["PORTAL_CACHE_DIR"] = str(tmp_path / "sessions")
+    server = GunicornServer(env, workers=4, threads=4)
+    spark_platform.register_client(
+        spark_platform.client_id, spark_platform.client_secret, (f"{server.url}/callback",)
+    )
+    server.start()
+    servers.append(server)
+    cookie = sign_in(http, server)
+    urls = [f"{server.url}/account"] * 16
+    for expiry in range(1, 4):
+        spark_platform.expire_all()
+        spark_platform.add_fault(Fault("grant", "delay", delay=0.2))
+        assert burst(http, urls, {"Cookie": f"session={cookie}"}) == [200] * 16
+        assert spark_platform.stats.refreshes == expiry
+    assert spark_platform.stats.rejected_refreshes == 0
+
+
+def test_gunicorn_logs_hold_no_secret(
+    spark_platform: SparkPlatform,
+    redis_server: RedisServer,
+    http: urllib3.PoolManager,
+    servers: list[GunicornServer],
+) -> None:
+    server = GunicornServer(portal_env(spark_platform, redis_server), workers=2, threads=2)
+    spark_platform.register_client(
+        spark_platform.client_id, spark_platform.client_secret, (f"{server.url}/callback",)
+    )
+    server.start()
+    servers.append(server)
+    cookie = sign_in(http, server)
+    spark_platform.expire_all()
+    assert (
+        http.request(
+            "GET", f"{server.url}/account", headers={"Cookie": f"session={cookie}"}
+        ).status
+        == 200
+    )
+    server.stop()
+    servers.remove(server)
+    text = server.log.read_text()
+    assert "GET /account" in text  # debug level: every request line is there
+    from .conftest import secret_values
+
+    assert not [v for v in secret_values(spark_platform) if v in text]
