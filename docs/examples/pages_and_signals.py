@@ -1,0 +1,59 @@
+"""Replacing Flask-Spark's answers: signal receivers and error handlers."""
+
+import functools
+
+from flask import Blueprint, Flask, redirect, session, url_for
+
+from flask_spark import NotSignedIn, logged_out, login_failed, spark_api, token_obtained
+
+
+def remember_the_agent(app, **extra):
+    """token_obtained: the sign-in just finished, spark_api already uses the new grant."""
+    me = spark_api.get("/my/account")[0]
+    session["agent"] = {"id": me["Id"], "name": me["Name"]}
+
+
+def forget_the_agent(app, **extra):
+    """logged_out: the token record is gone; drop what the app kept about the user."""
+    session.pop("agent", None)
+
+
+def cancelled_goes_home(app, reason, **extra):
+    """login_failed: a Response replaces the error page; None keeps it."""
+    if reason == "cancelled":
+        return redirect(url_for("home", signin="cancelled"))
+    return None
+
+
+# An API blueprint whose NotSignedIn answer is its own JSON, not the sign-in redirect.
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+@api.errorhandler(NotSignedIn)
+def api_not_signed_in(error):
+    return {"error": "sign_in_required", "login": url_for("spark.login")}, 401
+
+
+def login_required(view):
+    """Like spark_login_required, but raises NotSignedIn so the handlers above answer."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not spark_api.authenticated:
+            raise NotSignedIn()
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@api.get("/me")
+@login_required
+def me():
+    return session["agent"]
+
+
+def register(app: Flask) -> None:
+    token_obtained.connect(remember_the_agent, app)
+    logged_out.connect(forget_the_agent, app)
+    login_failed.connect(cancelled_goes_home, app)
+    app.register_blueprint(api)

@@ -1,0 +1,23 @@
+"""settings.py, loaded with app.config.from_pyfile("settings.py") before Spark(app)."""
+
+import os
+from datetime import timedelta
+
+import redis
+
+# Flexmls: the key's id and secret, and your app's name for X-SparkApi-User-Agent.
+SPARK_CLIENT_ID = os.environ["SPARK_CLIENT_ID"]
+SPARK_CLIENT_SECRET = os.environ["SPARK_CLIENT_SECRET"]
+SPARK_USER_AGENT = "Prairie Home portal"
+SPARK_REDIRECT_URI = "https://portal.example.com/callback"  # exactly as on record for the key
+
+# Flask-Session: server-side sessions in Redis; the tokens go to the same Redis.
+SESSION_TYPE = "redis"
+SESSION_REDIS = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+# The session cookie: HTTPS only, and sent on the redirect back from Flexmls.
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# How long a session, and the Flexmls sign-in kept with it, lasts.
+PERMANENT_SESSION_LIFETIME = timedelta(days=7)
