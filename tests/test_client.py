@@ -165,6 +165,9 @@ def test_refresh_refused_sends_the_user_to_sign_in(
         Fault("grant", "malformed"),
         Fault("grant", "html"),
         Fault("grant", "rate_limit", retry_after=7, status=429),
+        Fault("grant", "rate_limit", retry_after=7, status=503),
+        Fault("grant", "missing_fields"),
+        Fault("grant", "drop"),
     ],
 )
 def test_refresh_failure_keeps_the_tokens(
@@ -429,3 +432,23 @@ def test_a_remembered_token_whose_successor_also_expired(
     assert spark_platform.stats.refreshes == 2
     assert spark_platform.stats.rejected_refreshes == 0
     assert [r.status for r in spark_platform.requests_for("data")][-3:] == [401, 401, 200]
+
+
+def test_refresh_timeout_answers_503_and_keeps_the_tokens(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    app = make_app(SPARK_TIMEOUT=0.3)
+    add_views(app)
+    browser = browser_for(app)
+    browser.sign_in()
+    before = stored(app, browser)
+    spark_platform.expire_all()
+    spark_platform.add_fault(Fault("grant", "delay", delay=1.0))
+    page = browser.client.get("/account")
+    assert page.status_code == 503
+    assert stored(app, browser) == before
+    assert spark_platform.stats.grant_calls == 2  # the code, one refresh: never retried
+    # The platform finished that refresh after we gave up, so the kept refresh token is
+    # now dead: the user signs in again rather than seeing an error.
+    assert spark_platform.wait_idle()
+    assert browser.client.get("/account").status_code == 302

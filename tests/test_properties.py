@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes, urlsplit
 
 import pytest
+import redis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,7 +53,7 @@ def app(make_app: AppFactory) -> Flask:
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(next_values)
 def test_login_never_stores_an_off_site_next(app: Flask, value: str) -> None:
@@ -75,22 +76,32 @@ raw_params = st.lists(
 )
 
 
+def snapshot(store: redis.Redis) -> dict[bytes, bytes | None]:
+    return {key: store.get(key) for key in store.keys("*")}
+
+
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(raw_params, st.booleans())
 def test_random_callback_queries_never_answer_5xx(
-    app: Flask, spark_platform: SparkPlatform, params: list[tuple[bytes, bytes]], login: bool
+    app: Flask,
+    spark_platform: SparkPlatform,
+    redis_client: redis.Redis,
+    params: list[tuple[bytes, bytes]],
+    login: bool,
 ) -> None:
     client = app.test_client()
     if login:
         client.get("/login")
+    before = snapshot(redis_client)
     query = "&".join(f"{quote_from_bytes(k)}={quote_from_bytes(v)}" for k, v in params)
     # WSGI carries the raw bytes of the query as a latin-1 string: non-UTF-8 and NUL included.
     raw = b"&".join(k + b"=" + v for k, v in params).decode("latin-1")
     for qs in (query, raw):
         response = client.get("/callback", environ_overrides={"QUERY_STRING": qs})
         assert 400 <= response.status_code < 500, response.status_code
+    assert snapshot(redis_client) == before  # nothing written to the store
     assert spark_platform.stats.grant_calls == 0
 
 

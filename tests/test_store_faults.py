@@ -3,6 +3,7 @@ and recovery by itself when the store is back."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,3 +92,52 @@ def test_paused_store_answers_503_then_serves_the_same_session(
     finally:
         redis_client.execute_command("CLIENT", "UNPAUSE")
     assert browser.client.get("/account").status_code == 200  # still signed in
+
+
+def test_store_outage_mid_traffic_never_answers_500(
+    app: Flask, browser: Browser, stoppable: RedisServer, redis_client: redis.Redis
+) -> None:
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    statuses: list[int] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def traffic() -> None:
+        client = app.test_client()
+        client.set_cookie("session", cookie.value)
+        while not done.is_set():
+            status = client.get("/account").status_code
+            with lock:
+                statuses.append(status)
+
+    def count() -> int:
+        with lock:
+            return len(statuses)
+
+    def wait_for_more(n: int) -> None:
+        target = count() + n
+        while count() < target:
+            done.wait(0.01)
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        wait_for_more(20)
+        redis_client.execute_command("CLIENT", "PAUSE", 2000, "ALL")
+        wait_for_more(8)
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+        wait_for_more(20)
+        stoppable.stop()
+        wait_for_more(20)
+        stoppable.start()
+        wait_for_more(20)
+    finally:
+        done.set()
+        for w in workers:
+            w.join()
+    assert 500 not in statuses
+    assert set(statuses) <= {200, 302, 503}
+    assert {200, 503} <= set(statuses)
+    assert statuses[-1] == 302  # back by itself; the restarted Redis kept no sessions
