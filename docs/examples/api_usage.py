@@ -18,7 +18,11 @@ def account():
 @spark_login_required
 def listings():
     # Every match, page after page (25 a page), as one iterator.
-    found = spark_api.paginate("/listings", _filter="City Eq 'Fargo'", _orderby="-ListPrice")
+    found = spark_api.paginate(
+        "/listings",
+        _filter="City Eq 'Fargo'",
+        _orderby="-ListPrice",
+    )
     return jsonify([item["StandardFields"]["ListingId"] for item in found])
 
 
