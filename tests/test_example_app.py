@@ -1,0 +1,278 @@
+"""The example portal without a browser: the commands that start it, the real-platform
+settings (key, Redis sessions, VOW key, ``.env``), and the demo's safety nets."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import redis
+import urllib3
+from flask import Flask
+
+from example_app import close_app, create_app
+from flask_spark.testing import SparkPlatform
+
+from .browser import ROOT
+from .conftest import Browser
+from .redis_server import RedisServer, free_port
+
+BANNER = "Demo mode: signed in against the built-in Spark simulator"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any portal settings, plus ``extra``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SPARK_", "VOW_", "FLASK_"))
+        and key not in {"REDIS_URL", "SECRET_KEY", "PORT", "SIMULATOR_PORT", "INSTANCE_PATH"}
+    }
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@pytest.fixture
+def http() -> Iterator[urllib3.PoolManager]:
+    pool = urllib3.PoolManager(retries=False, timeout=10)
+    yield pool
+    pool.clear()
+
+
+@pytest.fixture
+def apps() -> Iterator[Callable[..., Flask]]:
+    """``create_app`` that closes what it made after the test."""
+    made: list[Flask] = []
+
+    def factory(config: dict[str, Any], environ: dict[str, str] | None = None) -> Flask:
+        app = create_app(config, environ={} if environ is None else environ)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        close_app(app)
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=20)
+
+
+def read_line(process: subprocess.Popen[bytes], timeout: float = 20) -> str:
+    """The next line the process prints (or fail after ``timeout`` seconds)."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError("the portal printed nothing")
+    return process.stdout.readline().decode()
+
+
+def test_one_command_starts_the_demo_and_prints_the_url(
+    tmp_path: Path, http: urllib3.PoolManager
+) -> None:
+    env = clean_env(INSTANCE_PATH=str(tmp_path / "instance"), SIMULATOR_PORT=str(free_port()))
+    with subprocess.Popen(
+        [sys.executable, "-m", "example_app", "--port", "0"],
+        cwd=tmp_path,  # no .env of the checkout
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        try:
+            first = read_line(process)
+            assert first.startswith("Flask-Spark example portal: open http://127.0.0.1:")
+            url = first.split("open ", 1)[1].strip()
+            assert url.endswith("/")
+
+            home = http.request("GET", url)
+            assert home.status == 200
+            assert BANNER in home.data.decode()
+            login = http.request("GET", url + "login", redirect=False)
+            assert login.status == 302
+            consent = http.request("GET", login.headers["Location"])
+            assert consent.status == 200
+            assert "Authorize application" in consent.data.decode()  # not auto-approved
+        finally:
+            assert stop(process) == 0
+        assert process.stderr is not None
+        log = process.stderr.read().decode()
+    assert "Demo mode: started the built-in Spark simulator at http://127.0.0.1:" in log
+
+
+def test_flask_run_serves_the_same_portal(tmp_path: Path, http: urllib3.PoolManager) -> None:
+    port = free_port()
+    env = clean_env(
+        INSTANCE_PATH=str(tmp_path / "instance"),
+        SIMULATOR_PORT=str(free_port()),
+        FLASK_RUN_PORT=str(port),  # `flask run` and the demo's callback URLs agree
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "example_app", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as process:
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            home = wait_for(http, url, process)
+            assert BANNER in home
+            assert "only accepts sign-ins coming back" not in home
+            login = http.request("GET", url + "login", redirect=False)
+            query = parse_qs(urlsplit(login.headers["Location"]).query)
+            assert query["redirect_uri"] == [f"http://127.0.0.1:{port}/callback"]
+        finally:
+            stop(process)
+
+
+def wait_for(http: urllib3.PoolManager, url: str, process: subprocess.Popen[bytes]) -> str:
+    """The page at ``url`` once the server answers (it is starting up)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError("the server exited")
+        try:
+            reply = http.request("GET", url)
+        except urllib3.exceptions.HTTPError:
+            time.sleep(0.05)
+            continue
+        assert reply.status == 200
+        return str(reply.data.decode())
+    raise AssertionError(f"{url} did not answer within 20 s")
+
+
+def real_env(platform: SparkPlatform, **extra: str) -> dict[str, str]:
+    """The environment of a portal with a key for ``platform`` (over HTTPS)."""
+    return {
+        "SPARK_CLIENT_ID": platform.client_id,
+        "SPARK_CLIENT_SECRET": platform.client_secret,
+        "SPARK_PLATFORM_URL": platform.platform_url,
+        "SPARK_API_URL": platform.api_url,
+        "SPARK_CA_CERTS": str(platform.ca_file),
+        "SECRET_KEY": "from-the-environment",
+        **extra,
+    }
+
+
+def test_with_a_key_it_signs_in_at_the_configured_platform_with_redis_sessions(
+    apps: Callable[..., Flask],
+    spark_platform: SparkPlatform,
+    redis_server: RedisServer,
+    redis_client: redis.Redis[bytes],
+    browser_for: Callable[[Flask], Browser],
+    tmp_path: Path,
+) -> None:
+    app = apps(
+        {"INSTANCE_PATH": str(tmp_path)},
+        real_env(spark_platform, REDIS_URL=redis_server.url),
+    )
+    browser = browser_for(app)
+    home = browser.client.get("/").text
+    assert "Sign in with Flexmls" in home
+    assert "Demo mode" not in home
+    assert "/portal/" not in home  # no VOW key, no VOW portals
+
+    response = browser.sign_in("/dashboard")
+    assert response.status_code == 303
+    dashboard = browser.client.get(response.headers["Location"]).text
+    assert "Jane Agent" in dashboard
+    assert "Page 1 of 6" in dashboard
+    assert redis_client.keys("session:*")  # the session lives in Redis
+    assert not (tmp_path / "secret_key").exists()  # SECRET_KEY came from the environment
+
+
+def test_with_a_vow_key_the_portals_sign_in_at_their_own_endpoint(
+    apps: Callable[..., Flask],
+    spark_platform: SparkPlatform,
+    browser_for: Callable[[Flask], Browser],
+    tmp_path: Path,
+) -> None:
+    spark_platform.register_client(
+        "vow-key", "vow-secret", ["http://localhost/portal/alpha/callback"]
+    )
+    env = real_env(spark_platform, VOW_CLIENT_ID="vow-key", VOW_CLIENT_SECRET="vow-secret")
+    app = apps({"INSTANCE_PATH": str(tmp_path)}, env)
+    browser = browser_for(app)
+    page = browser.client.get("/portal/alpha/").text
+    assert "Alpha Home Search" in page
+
+    location = browser.start_login("/portal/alpha/login?next=/portal/alpha/")
+    assert urlsplit(location).path == "/auth/vow/alpha"
+    callback, _ = browser.authorize(location)
+    response = browser.client.get(callback)
+    assert response.headers["Location"] == "/portal/alpha/"
+    assert "Welcome, Jane Agent" in browser.client.get("/portal/alpha/").text
+    assert "Sign in with Flexmls" in browser.client.get("/").text  # the agent portal: not
+
+
+def test_settings_come_from_a_dotenv_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, apps: Callable[..., Flask]
+) -> None:
+    names = ("SPARK_CLIENT_ID", "SPARK_CLIENT_SECRET", "SPARK_PLATFORM_URL", "INSTANCE_PATH")
+    for name in names:  # remember each as unset, so loading .env is undone after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    (tmp_path / ".env").write_text(
+        "SPARK_CLIENT_ID=dotenv-key\n"
+        "SPARK_CLIENT_SECRET=dotenv-secret\n"
+        "SPARK_PLATFORM_URL=https://platform.example.test\n"
+        f"INSTANCE_PATH={tmp_path / 'instance'}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+
+    app = create_app()
+    try:
+        client = app.test_client()
+        assert "Demo mode" not in client.get("/").text
+        location = client.get("/login").headers["Location"]
+        assert location.startswith("https://platform.example.test/oauth2?")
+        assert parse_qs(urlsplit(location).query)["client_id"] == ["dotenv-key"]
+    finally:
+        close_app(app)
+
+
+def test_home_warns_when_served_on_another_port_than_port(
+    apps: Callable[..., Flask], tmp_path: Path
+) -> None:
+    port = free_port()
+    app = apps({"PORT": port, "SIMULATOR_PORT": 0, "INSTANCE_PATH": str(tmp_path)})
+    client = app.test_client()
+
+    elsewhere = client.get("/", base_url="http://127.0.0.1:9").text
+    assert "only accepts sign-ins coming back to the port in" in elsewhere
+    for host in ("127.0.0.1", "localhost"):
+        here = client.get("/", base_url=f"http://{host}:{port}").text
+        assert BANNER in here
+        assert "only accepts sign-ins coming back" not in here
+
+
+def test_unknown_vow_portals_are_not_found(apps: Callable[..., Flask], tmp_path: Path) -> None:
+    app = apps({"PORT": free_port(), "SIMULATOR_PORT": 0, "INSTANCE_PATH": str(tmp_path)})
+    client = app.test_client()
+    assert client.get("/portal/redriver/").status_code == 200
+    assert client.get("/portal/elsewhere/").status_code == 404
+    assert client.get("/portal/elsewhere/login").status_code == 404
+    assert "Redriver Home Search" in client.get("/portal/").text
+
+
+def test_the_demo_secret_key_is_made_once_and_kept(tmp_path: Path) -> None:
+    config = {"PORT": free_port(), "SIMULATOR_PORT": 0, "INSTANCE_PATH": str(tmp_path)}
+    first = create_app(config, environ={})
+    close_app(first)
+    second = create_app(config, environ={})
+    close_app(second)
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert len(first.config["SECRET_KEY"]) == 64
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
