@@ -5,11 +5,12 @@ from datetime import timedelta
 
 import redis
 
-# Flexmls: the key's id and secret, and your app's name for X-SparkApi-User-Agent.
+# Flexmls: the key's id and secret, your app's name for X-SparkApi-User-Agent, and the
+# redirect URI exactly as on record for the key.
 SPARK_CLIENT_ID = os.environ["SPARK_CLIENT_ID"]
 SPARK_CLIENT_SECRET = os.environ["SPARK_CLIENT_SECRET"]
 SPARK_USER_AGENT = "Prairie Home portal"
-SPARK_REDIRECT_URI = "https://portal.example.com/callback"  # exactly as on record for the key
+SPARK_REDIRECT_URI = "https://portal.example.com/callback"
 
 # Flask-Session: server-side sessions in Redis; the tokens go to the same Redis.
 SESSION_TYPE = "redis"
