@@ -41,8 +41,7 @@ def sign_in_again(error: ReauthenticationRequired) -> Response:
     """Flexmls ended the sign-in (its refresh token was refused): go through the sign-in
     again and come back to this very page.
 
-    Flask-Spark's own handler does the same without the notice; this one also keeps the
-    path under a mount point (``request.script_root``), which the VOW portals need.
+    Flask-Spark's own handler does the same without the notice.
     """
     flash("Your Flexmls session had ended, so you were asked to sign in again.")
     here = request.script_root + request.full_path.rstrip("?")

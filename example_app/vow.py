@@ -50,15 +50,15 @@ def create_vow_app(parent: Flask, mount: str) -> Flask:
         # Its own cookie, sent only below the mount point.
         SESSION_COOKIE_PATH=mount,
         SPARK_ROLE="vow",
-        # Flask-Spark redirects here after a sign-out; a path of the whole site.
-        SPARK_LOGIN_REDIRECT=f"{mount}/",
+        # Flask-Spark redirects here after a sign-out; a path within the mount point.
+        SPARK_LOGIN_REDIRECT="/",
     )
     if config["EXAMPLE_DEMO"]:
         # The demo simulator accepts the agent portal's key for the portals too.
         app.config.update(
             {key: value for key, value in config.items() if key.startswith("SPARK_")},
             SPARK_ROLE="vow",
-            SPARK_LOGIN_REDIRECT=f"{mount}/",
+            SPARK_LOGIN_REDIRECT="/",
         )
     else:
         if not config.get("VOW_CLIENT_SECRET"):

@@ -259,13 +259,15 @@ spark_api: SparkClient = cast(
 def spark_login_required(view: F) -> F:
     """Let only users signed in with Flexmls (for the current portal) into ``view``.
 
-    Others are sent to ``/login?next=<this page>``, or get 401 JSON if they asked for JSON.
+    It raises :class:`~flask_spark.errors.NotSignedIn` for the others, which the default
+    handler answers by sending pages to ``/login?next=<this page>`` and JSON requests a 401;
+    an app's own handler for ``NotSignedIn`` takes over both.
     """
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if not spark_api.authenticated:
-            return unauthorized()
+            raise NotSignedIn()
         return view(*args, **kwargs)
 
     return cast(F, wrapped)

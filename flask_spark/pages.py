@@ -83,7 +83,7 @@ def wants_json() -> bool:
     )
 
 
-def error_page(reason: str, status: int, **context: Any) -> Response:
+def error_page(reason: str, status: int, *, offer_login: bool = True, **context: Any) -> Response:
     """Render the page for ``reason`` with ``status``; no-store, no referrer."""
     title, message = REASONS.get(reason, ("Something went wrong", ""))
     html = render_template(
@@ -92,7 +92,7 @@ def error_page(reason: str, status: int, **context: Any) -> Response:
         title=title,
         message=message,
         status=status,
-        login_url=url_for("spark.login"),
+        login_url=url_for("spark.login") if offer_login else None,
         **context,
     )
     response = Response(html, status=status, mimetype="text/html")
@@ -102,8 +102,8 @@ def error_page(reason: str, status: int, **context: Any) -> Response:
 
 
 def login_url_for_here() -> str:
-    """``/login?next=<the current page>``."""
-    here = request.path
+    """``/login?next=<the current page>``, mount point (``SCRIPT_NAME``) included."""
+    here = request.script_root + request.path
     if request.query_string:
         with contextlib.suppress(UnicodeDecodeError):  # not UTF-8: drop the query
             here = f"{here}?{request.query_string.decode()}"

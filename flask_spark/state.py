@@ -62,7 +62,8 @@ def pop_pending(
 ) -> tuple[Outcome, PendingLogin | None]:
     """Find and remove the record of ``state`` (constant-time compare).
 
-    :returns: ``("ok", record)``, ``("expired", None)`` or ``("unknown", None)``.
+    :returns: ``("ok", record)``, ``("expired", record)`` (its ``next`` is still good for a
+        fresh start) or ``("unknown", None)``.
     """
     items = _pending(session)
     if not items or not _STATE_RE.fullmatch(state):
@@ -81,5 +82,5 @@ def pop_pending(
     else:
         session.pop(SESSION_KEY, None)
     if not match.get("expires_at", 0) > time.time():
-        return "expired", None
+        return "expired", match
     return "ok", match

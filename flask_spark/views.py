@@ -57,7 +57,11 @@ def _redirect_uri(state: SparkState) -> str:
 
 
 def _landing(state: SparkState) -> str:
-    return state.config.login_redirect
+    """``SPARK_LOGIN_REDIRECT``; a path is taken within the app's mount point."""
+    target = state.config.login_redirect
+    if safe_next(target) is not None:
+        return request.script_root + target
+    return target
 
 
 def login(**_prefix_values: Any) -> Response:
@@ -136,20 +140,27 @@ def callback(**_prefix_values: Any) -> Response:
     cookie_came = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
     oauth_state = params.get("state", "")
     outcome, record = pop_pending(session, oauth_state) if oauth_state else ("unknown", None)
+    retry_url = url_for("spark.login", next=record["next"]) if record else None
 
     error = params.get("error")
     if error is not None:
-        description = clean_description(params.get("error_description"))
         error = clean_description(error)
+        # The platform's words are shown only for a sign-in this browser started: anyone
+        # can link to /callback with an error_description of their own.
+        description = clean_description(params.get("error_description")) if record else None
         if error == "access_denied":
-            return _failed("cancelled", 403, error=error, description=description)
-        return _failed("platform_error", 400, error=error, description=description)
+            return _failed(
+                "cancelled", 403, error=error, description=description, retry_url=retry_url
+            )
+        return _failed(
+            "platform_error", 400, error=error, description=description, retry_url=retry_url
+        )
 
+    if outcome == "expired":
+        return _failed("expired_state", 400, retry_url=retry_url)
     if record is None:
         if not cookie_came:
             return _failed("no_cookie", 400)
-        if outcome == "expired":
-            return _failed("expired_state", 400)
         scope, _ = current_scope(state)
         ref = user_grant(state, scope)
         signed_in = ref is not None and state.tokens.store.load(ref.owner, ref.scope) is not None
@@ -167,12 +178,15 @@ def callback(**_prefix_values: Any) -> Response:
             400,
             error=exc.error,
             description=clean_description(exc.description),
+            retry_url=retry_url,
         )
     except PlatformUnavailable:
-        return _failed("platform_unavailable", 502)
+        return _failed("platform_unavailable", 502, retry_url=retry_url)
     tokens["redirect_uri"] = record["redirect_uri"]
 
     old_owner = session_owner(session.sid)  # type: ignore[attr-defined]
+    if state.config.one_portal_per_session:
+        _revoke_all(state, old_owner)
     # Keep the session non-empty, else Flask-Session would neither rotate nor save it.
     session[_SIGNED_IN_KEY] = True
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
@@ -189,6 +203,14 @@ def callback(**_prefix_values: Any) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _revoke_all(state: SparkState, owner: str) -> None:
+    """Revoke (best effort) every grant ``owner`` holds, before they are dropped."""
+    for scope in state.tokens.store.scopes(owner):
+        record = state.tokens.store.load(owner, scope)
+        if record is not None and record["access_token"]:
+            state.grants.revoke(record["access_token"])
 
 
 def _same_origin() -> bool:
@@ -211,7 +233,7 @@ def logout(**_prefix_values: Any) -> Response:
     """Sign out of the current portal: revoke at the platform (best effort), delete the
     tokens, and clear the session unless other portals are still signed in."""
     if not _same_origin():
-        return error_page("cross_site", 403)
+        return error_page("cross_site", 403, offer_login=False)
     require_session_store()
     state = spark_state()
     scope, portal = current_scope(state)

@@ -28,6 +28,10 @@ def add_views(app: Flask) -> None:
     def account() -> Any:
         return jsonify(spark_api.get("/my/account"))
 
+    @app.get("/state")
+    def state() -> Any:
+        return {"signed_in": spark_api.authenticated}
+
 
 @pytest.fixture
 def app(make_app: AppFactory) -> Flask:
@@ -239,16 +243,33 @@ def test_cancelled_sign_in_reads_as_cancelled(
 
 
 def test_platform_error_description_is_escaped_and_capped(browser: Browser) -> None:
-    browser.start_login()
+    state = parse_qs(urlsplit(browser.start_login("/login?next=/account")).query)["state"][0]
     description = "<script>alert(1)</script>" + "x" * 1000
     response = browser.client.get(
         "/callback",
-        query_string={"error": "redirect_uri_mismatch", "error_description": description},
+        query_string={
+            "error": "server_error",
+            "error_description": description,
+            "state": state,
+        },
     )
     assert response.status_code == 400
     assert b"<script>" not in response.data
-    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.data
+    assert b"Flexmls said: &lt;script&gt;alert(1)&lt;/script&gt;" in response.data
     assert b"x" * 300 not in response.data
+    assert b'href="/login?next=/account"' in response.data  # a retry keeps next
+
+
+def test_a_forged_error_link_shows_no_text_of_its_own(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    response = browser.client.get(
+        "/callback",
+        query_string={"error": "server_error", "error_description": "Call 555-0100 now"},
+    )
+    assert response.status_code == 400
+    assert b"555-0100" not in response.data
+    assert b"Flexmls said" not in response.data
 
 
 def test_redirect_uri_mismatch_from_the_platform(
@@ -490,3 +511,73 @@ def test_non_utf8_query_on_login_falls_back_to_the_landing_page(browser: Browser
     assert response.status_code == 302
     callback, _ = browser.authorize(response.headers["Location"])
     assert browser.client.get(callback).headers["Location"] == "/"
+
+
+def test_an_app_mounted_under_a_prefix_keeps_it(
+    make_app: AppFactory, spark_platform: SparkPlatform
+) -> None:
+    """Mounted with DispatcherMiddleware at /agents: the return path and the landing page
+    stay under the mount point."""
+    spark_platform.register_client(
+        "mounted", "mounted-secret", ("http://localhost/agents/callback",)
+    )
+    app = make_app(SPARK_CLIENT_ID="mounted", SPARK_CLIENT_SECRET="mounted-secret")
+    add_views(app)
+    client = app.test_client()
+    page = client.get("/account", environ_overrides={"SCRIPT_NAME": "/agents"})
+    assert page.headers["Location"] == "/agents/login?next=/agents/account"
+    login = client.get("/login", environ_overrides={"SCRIPT_NAME": "/agents"})
+    assert "redirect_uri=http%3A%2F%2Flocalhost%2Fagents%2Fcallback" in login.headers["Location"]
+    out = client.post(
+        "/logout",
+        headers={"Origin": "http://localhost"},
+        environ_overrides={"SCRIPT_NAME": "/agents"},
+    )
+    assert out.headers["Location"] == "/agents/"
+
+
+def test_retry_links_keep_next(browser: Browser, spark_platform: SparkPlatform) -> None:
+    callback, _ = browser.authorize(browser.start_login("/login?next=/account"))
+    spark_platform.add_fault(Fault("grant", "status", status=500))
+    failed = browser.client.get(callback)
+    assert failed.status_code == 502
+    assert b'href="/login?next=/account"' in failed.data
+
+
+def test_expired_sign_in_offers_a_retry_with_next(
+    browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flask_spark.state
+
+    callback, _ = browser.authorize(browser.start_login("/login?next=/account"))
+    real = flask_spark.state.time.time
+    monkeypatch.setattr(flask_spark.state.time, "time", lambda: real() + 601)
+    response = browser.client.get(callback)
+    assert response.status_code == 400
+    assert b'href="/login?next=/account"' in response.data
+
+
+def test_an_apps_not_signed_in_handler_sees_login_required(make_app: AppFactory) -> None:
+    from flask_spark import NotSignedIn
+
+    app = make_app()
+    add_views(app)
+
+    @app.errorhandler(NotSignedIn)
+    def custom(error: NotSignedIn) -> Any:
+        return "please sign in (custom)", 401
+
+    response = app.test_client().get("/account")
+    assert response.status_code == 401
+    assert response.data == b"please sign in (custom)"
+
+
+def test_a_revoked_grant_signs_the_user_out(
+    browser: Browser, spark_platform: SparkPlatform, app: Flask
+) -> None:
+    browser.sign_in()
+    assert browser.client.get("/account").status_code == 200
+    token = spark_platform.requests_for("data")[-1].headers["Authorization"].split()[1]
+    spark_platform.revoke_grant(token)  # e.g. revoked from the Flexmls side
+    assert browser.client.get("/account").headers["Location"] == "/login?next=/account"
+    assert browser.client.get("/state").json == {"signed_in": False}

@@ -161,6 +161,7 @@ def test_one_portal_per_session_when_the_app_wants_it(
     browser.client.get(browser.authorize(browser.start_login("/beta/login"))[0])
     assert browser.client.get("/beta/").json == {"signed_in": True}
     assert browser.client.get("/alpha/").json == {"signed_in": False}
+    assert spark_platform.stats.revocations == 1  # alpha's grant was revoked, not just dropped
 
 
 def test_callback_keeps_the_portal_the_sign_in_started_with(
