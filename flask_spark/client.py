@@ -28,7 +28,7 @@ from .transport import Reply, Transport
 
 Renewal = Literal["refreshed", "adopted"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-_BAD_PATH = re.compile(r"[\x00-\x20\x7f\\#]|://|^//|(^|/)\.\.?(/|$)")
+_BAD_PATH = re.compile(r"[\x00-\x20\x7f\\#?]|://|^//|(^|/)\.\.?(/|$)")
 #: Spark's code for an expired session token.
 CODE_TOKEN_EXPIRED = 1020
 #: Spark's code for an invalid key or token.
@@ -65,7 +65,10 @@ def _api_path(path: str) -> str:
     """``path`` below ``/v1/``; ``"my/account"``, ``"/my/account"`` and
     ``"/v1/my/account"`` are all the same. Anything that could leave the API is refused."""
     if not isinstance(path, str) or not path or _BAD_PATH.search(path):
-        raise ValueError("path must be a plain path below /v1/, such as '/my/account'")
+        raise ValueError(
+            "path must be a plain path below /v1/, such as '/my/account' "
+            "(pass query parameters as keyword arguments)"
+        )
     path = path.lstrip("/")
     if path.startswith("v1/"):
         path = path[3:]
@@ -118,6 +121,7 @@ class SparkClient:
         self._ref: GrantRef | None = None
         self._record: TokenRecord | None = None
         self._loaded = False
+        self._app_refused = False
         self._base_headers = {
             "Accept": "application/json",
             "X-SparkApi-User-Agent": config.user_agent,
@@ -128,13 +132,19 @@ class SparkClient:
     def _load(self) -> None:
         if self._loaded:
             return
+        self._loaded = True
         if self._user is not None:
             record = self._tokens.load(self._user)
             if record is not None:
                 self._ref, self._record = self._user, record
-        if self._record is None and self._app_wide is not None:
-            self._ref, self._record = self._app_wide, self._tokens.load(self._app_wide)
-        self._loaded = True
+                return
+        if self._app_wide is not None:
+            try:
+                self._record = self._tokens.load(self._app_wide)
+            except ReauthenticationRequired:
+                self._app_refused = True  # raised by a call, not by a mere check
+                return
+            self._ref = self._app_wide
 
     @property
     def authenticated(self) -> bool:
@@ -208,6 +218,10 @@ class SparkClient:
         body = None if data is None else json.dumps({"D": data}).encode()
         self._load()
         if self._record is None or self._ref is None:
+            if self._app_refused:
+                raise ReauthenticationRequired(
+                    "The single-session tokens were refused; configure a new pair"
+                )
             raise NotSignedIn()
         if self._tokens.is_due(self._record):
             self._refresh()
@@ -317,6 +331,9 @@ class SparkClient:
                 f"The Spark API answered HTTP {reply.status}{detail}",
                 retry_after=reply.retry_after(),
             )
-        if reply.status == 401 and code == CODE_INVALID_KEY and self._ref is self._user:
+        if reply.status == 401 and code == CODE_INVALID_KEY and self._ref is not None:
+            # The grant was revoked (sign-out elsewhere, or at the platform).
+            assert self._record is not None
+            self._tokens.discard(self._ref, self._record)
             raise ReauthenticationRequired("The platform no longer accepts this sign-in")
         raise SparkAPIError(reply.status, code, message, envelope)

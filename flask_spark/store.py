@@ -84,8 +84,12 @@ class TokenStore(ABC):
         self._thread_locks = _ThreadLocks()
 
     @abstractmethod
-    def load(self, owner: str, scope: str) -> TokenRecord | None:
-        """The record of ``scope`` for ``owner``, or ``None``."""
+    def load(self, owner: str, scope: str, touch: int | None = None) -> TokenRecord | None:
+        """The record of ``scope`` for ``owner``, or ``None``.
+
+        :param touch: also give the owner's records this many more seconds of life, as the
+            session they belong to is kept alive by use (a backend may ignore it).
+        """
 
     @abstractmethod
     def save(self, owner: str, scope: str, record: TokenRecord, ttl: int | None) -> None:
@@ -114,6 +118,27 @@ class TokenStore(ABC):
         return f"{owner}|{scope}"
 
     @contextlib.contextmanager
+    def thread_lock(self, owner: str, scope: str, wait: float) -> Iterator[None]:
+        """Hold the grant's lock among this process's threads only.
+
+        :raises StoreUnavailable: it could not be taken within ``wait`` seconds.
+        """
+        local = self._thread_locks.get(self.lock_name(owner, scope))
+        if not local.lock.acquire(timeout=wait):
+            raise StoreUnavailable("Timed out waiting for the token refresh lock")
+        try:
+            yield
+        finally:
+            local.lock.release()
+
+    @contextlib.contextmanager
+    def process_lock(self, owner: str, scope: str, ttl: float, wait: float) -> Iterator[None]:
+        """Hold the grant's lock across processes (and hosts); take :meth:`thread_lock`
+        first."""
+        with self._cross_process_lock(self.lock_name(owner, scope), ttl, wait):
+            yield
+
+    @contextlib.contextmanager
     def lock(self, owner: str, scope: str, ttl: float, wait: float) -> Iterator[None]:
         """Hold the grant's lock: first among this process's threads, then across processes.
 
@@ -121,15 +146,8 @@ class TokenStore(ABC):
         :param wait: how long to wait for it before giving up.
         :raises StoreUnavailable: the lock could not be taken in time or the store is down.
         """
-        name = self.lock_name(owner, scope)
-        local = self._thread_locks.get(name)
-        if not local.lock.acquire(timeout=wait):
-            raise StoreUnavailable("Timed out waiting for the token refresh lock")
-        try:
-            with self._cross_process_lock(name, ttl, wait):
-                yield
-        finally:
-            local.lock.release()
+        with self.thread_lock(owner, scope, wait), self.process_lock(owner, scope, ttl, wait):
+            yield
 
 
 class RedisTokenStore(TokenStore):
@@ -148,11 +166,18 @@ class RedisTokenStore(TokenStore):
     def _key(self, owner: str) -> str:
         return f"{self.key_prefix}spark:{owner}"
 
-    def load(self, owner: str, scope: str) -> TokenRecord | None:
+    def load(self, owner: str, scope: str, touch: int | None = None) -> TokenRecord | None:
         from redis.exceptions import RedisError
 
+        key = self._key(owner)
         try:
-            value = self.client.hget(self._key(owner), scope)
+            if touch is None:
+                value = self.client.hget(key, scope)
+            else:  # one round trip; EXPIRE on a missing key does nothing
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hget(key, scope)
+                pipe.expire(key, touch)
+                value = pipe.execute()[0]
         except RedisError as exc:
             raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
         return None if value is None else _decode(value)
@@ -197,8 +222,9 @@ class RedisTokenStore(TokenStore):
 
         try:
             self.client.rename(self._key(old_owner), self._key(new_owner))  # type: ignore[no-untyped-call]
-        except ResponseError:
-            pass  # nothing to move
+        except ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise StoreUnavailable(f"Token store refused the move ({exc})") from None
         except RedisError as exc:
             raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
 
@@ -252,8 +278,10 @@ class CacheLibTokenStore(TokenStore):
     def __init__(self, cache: BaseCache, lock_dir: str | None = None) -> None:
         super().__init__()
         self.cache = cache
-        default_dir = getattr(cache, "_path", None) or tempfile.gettempdir()
-        self.lock_dir = lock_dir or os.path.join(default_dir, "flask-spark-locks")
+        # Beside the cache, not in it: FileSystemCache prunes whatever its folder holds.
+        cache_dir = str(getattr(cache, "_path", "") or "")
+        tag = hashlib.sha256(os.path.abspath(cache_dir).encode()).hexdigest()[:16]
+        self.lock_dir = lock_dir or os.path.join(tempfile.gettempdir(), f"flask-spark-locks-{tag}")
 
     def _key(self, owner: str) -> str:
         return f"spark:{owner}"
@@ -283,7 +311,9 @@ class CacheLibTokenStore(TokenStore):
         if not ok:
             raise StoreUnavailable("Token store refused the write")
 
-    def load(self, owner: str, scope: str) -> TokenRecord | None:
+    def load(self, owner: str, scope: str, touch: int | None = None) -> TokenRecord | None:
+        # Not touched: rewriting the entry outside the lock could undo a refresh. Records
+        # live PERMANENT_SESSION_LIFETIME past their last sign-in or refresh.
         return _decode(self._read(owner)[0].get(scope))
 
     def save(self, owner: str, scope: str, record: TokenRecord, ttl: int | None) -> None:

@@ -156,7 +156,7 @@ class TokenManager:
         """
         hit, record = (False, None) if fresh else self.cache.get(ref)
         if not hit:
-            record = self.store.load(ref.owner, ref.scope)
+            record = self.store.load(ref.owner, ref.scope, touch=ref.ttl)
             if ref.is_app and (record is None or record.get("seed") != self._app_seed):
                 record = self._seed_app_grant(ref, record)
             self.cache.put(ref, record)
@@ -201,6 +201,19 @@ class TokenManager:
             self.cache.put(ref, None)
             return self.store.scopes(ref.owner)
 
+    def discard(self, ref: GrantRef, rejected: TokenRecord) -> None:
+        """The platform refused ``rejected`` as unknown: forget it, unless the store
+        already holds another token. The app-wide grant keeps its record: only a new
+        configured pair can replace it."""
+        if ref.is_app:
+            return
+        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+            current = self.store.load(ref.owner, ref.scope)
+            if current is not None and current["access_token"] == rejected["access_token"]:
+                self.store.delete(ref.owner, ref.scope)
+                current = None
+            self.cache.put(ref, current)
+
     def refresh(self, ref: GrantRef, stale: TokenRecord) -> tuple[TokenRecord, bool]:
         """Replace ``stale`` with fresh tokens: single flight across threads and processes.
 
@@ -209,28 +222,38 @@ class TokenManager:
         :raises ReauthenticationRequired: the platform refused the refresh token.
         :raises PlatformUnavailable: timeout, 5xx or garbage; the tokens are kept.
         """
-        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+        with self.store.thread_lock(ref.owner, ref.scope, self.lock_wait):
+            # Threads of this process that waited here usually find the work done.
             current = self.store.load(ref.owner, ref.scope)
-            self.cache.put(ref, current)
-            if current is None or not current["access_token"]:
-                raise ReauthenticationRequired()
-            if current["access_token"] != stale["access_token"]:
+            if current is not None and current["access_token"] not in ("", stale["access_token"]):
+                self.cache.put(ref, current)
                 return current, False
-            redirect_uri = current.get("redirect_uri") or self.config.redirect_uri or ""
-            try:
-                fresh = self.grants.refresh(current["refresh_token"], redirect_uri)
-            except GrantError as exc:
-                if not exc.ends_grant:
-                    raise PlatformUnavailable(
-                        f"The platform did not refresh the token ({exc.error})"
-                    ) from None
-                return self._refused(ref, current), False
-            for key in ("redirect_uri", "seed"):
-                if key in current:
-                    fresh[key] = current[key]
-            self.store.save(ref.owner, ref.scope, fresh, ref.ttl)
-            self.cache.put(ref, fresh)
-            return fresh, True
+            with self.store.process_lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+                return self._refresh_locked(ref, stale)
+
+    def _refresh_locked(self, ref: GrantRef, stale: TokenRecord) -> tuple[TokenRecord, bool]:
+        """:meth:`refresh` once both locks are held: re-read, then call if still stale."""
+        current = self.store.load(ref.owner, ref.scope)
+        self.cache.put(ref, current)
+        if current is None or not current["access_token"]:
+            raise ReauthenticationRequired()
+        if current["access_token"] != stale["access_token"]:
+            return current, False
+        redirect_uri = current.get("redirect_uri") or self.config.redirect_uri or ""
+        try:
+            fresh = self.grants.refresh(current["refresh_token"], redirect_uri)
+        except GrantError as exc:
+            if not exc.ends_grant:
+                raise PlatformUnavailable(
+                    f"The platform did not refresh the token ({exc.error})"
+                ) from None
+            return self._refused(ref, current), False
+        for key in ("redirect_uri", "seed"):
+            if key in current:
+                fresh[key] = current[key]
+        self.store.save(ref.owner, ref.scope, fresh, ref.ttl)
+        self.cache.put(ref, fresh)
+        return fresh, True
 
     def _refused(self, ref: GrantRef, current: TokenRecord) -> TokenRecord:
         """The platform refused the refresh token: unless another writer has already

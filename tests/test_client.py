@@ -452,3 +452,34 @@ def test_refresh_timeout_answers_503_and_keeps_the_tokens(
     # now dead: the user signs in again rather than seeing an error.
     assert spark_platform.wait_idle()
     assert browser.client.get("/account").status_code == 302
+
+
+def test_a_query_string_in_the_path_is_refused_clearly(app: Flask) -> None:
+    with app.app_context(), pytest.raises(ValueError, match="keyword arguments"):
+        spark_api.get("/listings?_limit=3", _page=2)
+
+
+def test_file_locks_live_outside_the_cache_folder(tmp_path: Any) -> None:
+    from cachelib import FileSystemCache
+
+    from flask_spark import CacheLibTokenStore
+
+    store = CacheLibTokenStore(FileSystemCache(str(tmp_path / "cache")))
+    assert not store.lock_dir.startswith(str(tmp_path))
+
+
+def test_token_records_live_as_long_as_the_session_is_used(
+    make_app: AppFactory, browser_for: Any, redis_client: Any
+) -> None:
+    from datetime import timedelta
+
+    app = make_app(PERMANENT_SESSION_LIFETIME=timedelta(hours=2), SPARK_TOKEN_CACHE_SECONDS=0)
+    add_views(app)
+    browser = browser_for(app)
+    browser.sign_in()
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    key = f"session:spark:session:{cookie.value}"
+    redis_client.expire(key, 60)  # as if signed in almost two hours ago
+    assert browser.client.get("/account").status_code == 200
+    assert redis_client.ttl(key) > 7000  # slid forward with the session, like its blob

@@ -112,3 +112,32 @@ def test_a_signed_in_user_takes_precedence(
     assert spark_platform.requests_for("data")[-1].headers["Authorization"] != (
         f"OAuth {pair['access_token']}"
     )
+
+
+def test_a_refused_pair_does_not_break_anonymous_pages(
+    make_app: AppFactory, spark_platform: SparkPlatform
+) -> None:
+    pair = spark_platform.issue_tokens()
+    app = app_with_pair(make_app, pair)
+
+    @app.get("/public")
+    def public() -> Any:
+        return {"signed_in": spark_api.authenticated, "api": spark_api.available}
+
+    spark_platform.revoke_refresh_token(pair["refresh_token"])
+    spark_platform.expire_all()
+    with app.app_context(), pytest.raises(ReauthenticationRequired):
+        spark_api.get("/my/account")
+    response = app.test_client().get("/public")
+    assert response.status_code == 200
+    assert response.json == {"signed_in": False, "api": False}
+
+
+def test_a_revoked_app_grant_is_a_typed_error(
+    make_app: AppFactory, spark_platform: SparkPlatform
+) -> None:
+    pair = spark_platform.issue_tokens()
+    app = app_with_pair(make_app, pair)
+    spark_platform.revoke_grant(pair["access_token"])
+    with app.app_context(), pytest.raises(ReauthenticationRequired, match="no longer accepts"):
+        spark_api.get("/my/account")
