@@ -43,6 +43,7 @@ class GunicornServer:
                 str(self.threads),
                 "--log-level",
                 "debug",
+                "--no-control-socket",
                 "--error-logfile",
                 str(self.log),
                 "tests.portal_app:create_app()",
