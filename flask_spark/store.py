@@ -158,7 +158,7 @@ class RedisTokenStore(TokenStore):
     second refresh in.
     """
 
-    def __init__(self, client: Redis[bytes], key_prefix: str = "session:") -> None:
+    def __init__(self, client: Redis, key_prefix: str = "session:") -> None:
         super().__init__()
         self.client = client
         self.key_prefix = key_prefix
@@ -221,7 +221,7 @@ class RedisTokenStore(TokenStore):
         from redis.exceptions import RedisError, ResponseError
 
         try:
-            self.client.rename(self._key(old_owner), self._key(new_owner))  # type: ignore[no-untyped-call]
+            self.client.rename(self._key(old_owner), self._key(new_owner))
         except ResponseError as exc:
             if "no such key" not in str(exc).lower():
                 raise StoreUnavailable(f"Token store refused the move ({exc})") from None
