@@ -29,7 +29,14 @@ from dotenv import dotenv_values
 from flask import Flask, jsonify
 from flask_session import Session
 
-from flask_spark import RateLimited, Spark, SparkError, spark_api
+from flask_spark import (
+    NotSignedIn,
+    RateLimited,
+    Spark,
+    SparkError,
+    spark_api,
+    spark_login_required,
+)
 from flask_spark.config import load_config
 from flask_spark.pages import REASONS
 from flask_spark.testing import LISTINGS, Fault, SparkPlatform
@@ -212,6 +219,37 @@ def test_quickstart_as_the_page_runs_it(
             simulator.stdout.close()
 
 
+def readme_commands() -> list[str]:
+    """The commands of the README's first ``sh`` block, which the quick start includes."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```sh", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()[:1] not in ("", "#")]
+
+
+def test_quickstart_page_matches_the_readme_and_the_example_portal() -> None:
+    """The page says the README's first command starts the example portal on the
+    simulator and the second runs the tests, and describes example_app: check both."""
+    page = (DOCS / "quickstart.rst").read_text()
+    assert ":start-after: ```sh" in page
+    demo, tests = readme_commands()
+    assert demo.endswith(".venv/bin/python -m example_app")
+    assert "-e '.[demo]'" in demo
+    assert tests.endswith("-m pytest")
+
+    import example_app
+
+    assert example_app.VOW_MOUNT == "/portal"
+    assert example_app.DEFAULT_PORT == 5000
+    assert example_app.DEMO_PORTALS == ("redriver", "prairie")
+    docstring = example_app.__doc__ or ""
+    gunicorn = "gunicorn --bind 127.0.0.1:5000 --workers 3 'example_app:create_app()'"
+    assert gunicorn in docstring
+    assert gunicorn in " ".join(page.split())
+    assert "``PORT`` + 1" in docstring  # the simulator's port, "the port after the portal's"
+    assert ".. figure:: _static/dashboard.png" in page
+    assert (DOCS / "_static" / "dashboard.png").stat().st_size > 10_000
+
+
 # -- configuration -----------------------------------------------------------------------
 
 
@@ -344,6 +382,17 @@ def test_api_usage_views(
     assert sent.json == {"D": {"DisplayName": "Pat Doe"}}
 
 
+def test_a_query_string_in_the_path_is_refused_as_the_pages_say(make_app: AppFactory) -> None:
+    app = make_app()
+    with app.app_context(), pytest.raises(ValueError, match="query parameters") as refused:
+        spark_api.get("/listings?_limit=3")
+    message = str(refused.value)
+    assert "pass query parameters as keyword arguments" in message
+    start = message.split(",", 1)[0]
+    assert f"``ValueError: {start} ...``" in (DOCS / "troubleshooting.rst").read_text()
+    assert 'spark_api.get("/listings?_limit=3")' in (DOCS / "api.rst").read_text()
+
+
 # -- views, signals and error pages ---------------------------------------------------------
 
 
@@ -370,7 +419,12 @@ def pages_app(
 def test_signals_keep_the_agent_and_a_blueprint_answers_json(
     pages_app: tuple[Flask, ModuleType], browser_for: Any
 ) -> None:
-    app, _ = pages_app
+    """The blueprint's own NotSignedIn handler answers the anonymous requests that
+    spark_login_required turns away: no decorator of the app's own is needed."""
+    app, module = pages_app
+    assert module.me.__wrapped__ is not None  # functools.wraps of spark_login_required
+    assert "spark_login_required" in (EXAMPLES / "pages_and_signals.py").read_text()
+    assert not hasattr(module, "login_required")
     browser: Browser = browser_for(app)
     anonymous = browser.client.get("/api/me")
     assert anonymous.status_code == 401
@@ -384,6 +438,45 @@ def test_signals_keep_the_agent_and_a_blueprint_answers_json(
     out = browser.client.post("/logout", headers={"Sec-Fetch-Site": "same-origin"})
     assert out.status_code == 303
     assert browser.client.get("/api/me").status_code == 401
+
+
+def test_an_app_handler_sees_the_decorators_requests_and_spark_api_calls(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    """As the views page says: an app's own @app.errorhandler(NotSignedIn) answers both
+    spark_login_required's anonymous requests and a NotSignedIn (or
+    ReauthenticationRequired) raised by a spark_api call."""
+    app = make_app()  # Spark(app) has run: its default handler is in place
+    seen: list[str] = []
+
+    @app.errorhandler(NotSignedIn)
+    def please_sign_in(error: NotSignedIn) -> Any:
+        seen.append(type(error).__name__)
+        return "please sign in (ours)", 401
+
+    @app.get("/protected")
+    @spark_login_required
+    def protected() -> Any:
+        return jsonify(spark_api.get("/my/account"))
+
+    @app.get("/unprotected")
+    def unprotected() -> Any:
+        return jsonify(spark_api.get("/my/account"))
+
+    browser: Browser = browser_for(app)
+    for path in ("/protected", "/unprotected"):
+        answer = browser.client.get(path)
+        assert (answer.status_code, answer.text) == (401, "please sign in (ours)")
+    assert seen == ["NotSignedIn", "NotSignedIn"]
+
+    browser.sign_in()
+    assert browser.client.get("/protected").status_code == 200
+    token = spark_platform.requests_for("data")[-1].headers["Authorization"].split()[1]
+    spark_platform.revoke_grant(token)  # revoked at Flexmls: code 1000
+    assert browser.client.get("/protected").status_code == 401
+    assert seen[-1] == "ReauthenticationRequired"
+    assert browser.client.get("/protected").status_code == 401  # the record is forgotten
+    assert seen[-1] == "NotSignedIn"
 
 
 def test_login_failed_receiver_replaces_the_cancelled_page(
@@ -407,6 +500,38 @@ def test_error_template_override(
     assert 'class="prairie-home"' in unknown.text
     assert "Sign-in link not recognised" in unknown.text
     assert 'href="/login"' in unknown.text
+
+    # A forged error link: the page shows no text of its own.
+    forged = browser.client.get(
+        "/callback", query_string={"error": "server_error", "error_description": "Call us"}
+    )
+    assert forged.status_code == 400
+    assert "Call us" not in forged.text
+    assert "Flexmls said" not in forged.text
+
+    # The platform's words for a sign-in this browser started, and a retry that keeps next.
+    location = browser.start_login("/login?next=/account")
+    state = parse_qs(urlsplit(location).query)["state"][0]
+    said = browser.client.get(
+        "/callback",
+        query_string={"error": "server_error", "error_description": "Try later", "state": state},
+    )
+    assert said.status_code == 400
+    assert "Flexmls said: Try later" in said.text
+    assert 'href="/login?next=/account"' in said.text
+
+    callback, _ = browser.authorize(browser.start_login("/login?next=/account"))
+    spark_platform.add_fault(Fault("grant", "status", status=500))
+    failed = browser.client.get(callback)
+    assert failed.status_code == 502
+    assert 'class="prairie-home"' in failed.text
+    assert 'href="/login?next=/account"' in failed.text
+
+    # A refused sign-out offers no sign-in button.
+    refused = browser.client.post("/logout")
+    assert refused.status_code == 403
+    assert 'class="prairie-home"' in refused.text
+    assert "Sign in with Flexmls" not in refused.text
 
     # The 503 pages use the same template (reason "unavailable").
     browser.sign_in()
@@ -613,6 +738,24 @@ def test_configuration_page_lists_every_key_with_its_default() -> None:
         assert ast.literal_eval(value) == actual, key
 
 
+def test_performance_page_says_how_to_rerun_the_benchmark() -> None:
+    page = " ".join((DOCS / "performance.rst").read_text().split())
+    tox = (ROOT / "tox.ini").read_text()
+    bench = (ROOT / "benchmarks" / "bench.py").read_text()
+    assert "tox -e bench" in page
+    assert "[testenv:bench]" in tox
+    assert "python benchmarks/bench.py" in tox
+    assert "python benchmarks/bench.py" in page
+    assert 'default=200, help="calls per block"' in bench
+    assert 'default=15, help="interleaved blocks"' in bench
+    assert "15 interleaved blocks of 200 calls" in page
+    for label in ("raw keep-alive floor (urllib3)", "Authlib"):
+        assert label in bench
+        assert label in page
+    index = (DOCS / "index.rst").read_text()
+    assert "\n   performance\n" in index
+
+
 # -- the site ------------------------------------------------------------------------------------
 
 
@@ -641,6 +784,8 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     html = tmp_path / "html"
     assert (html / "_static" / "flow.svg").exists()
+    assert (html / "_images" / "dashboard.png").exists()
+    assert "1.03x" in (html / "performance.html").read_text()
     config_page = (html / "configuration.html").read_text()
     assert "SPARK_ONE_PORTAL_PER_SESSION" in config_page
     assert "Unreleased" in (html / "changelog.html").read_text()

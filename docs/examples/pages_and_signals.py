@@ -1,10 +1,15 @@
 """Replacing Flask-Spark's answers: signal receivers and error handlers."""
 
-import functools
-
 from flask import Blueprint, Flask, redirect, session, url_for
 
-from flask_spark import NotSignedIn, logged_out, login_failed, spark_api, token_obtained
+from flask_spark import (
+    NotSignedIn,
+    logged_out,
+    login_failed,
+    spark_api,
+    spark_login_required,
+    token_obtained,
+)
 
 
 def remember_the_agent(app, **extra):
@@ -31,23 +36,13 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 @api.errorhandler(NotSignedIn)
 def api_not_signed_in(error):
+    # Sees spark_login_required's anonymous requests and the NotSignedIn (or
+    # ReauthenticationRequired) of a spark_api call alike.
     return {"error": "sign_in_required", "login": url_for("spark.login")}, 401
 
 
-def login_required(view):
-    """Like spark_login_required, but raises NotSignedIn so the handlers above answer."""
-
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if not spark_api.authenticated:
-            raise NotSignedIn()
-        return view(*args, **kwargs)
-
-    return wrapped
-
-
 @api.get("/me")
-@login_required
+@spark_login_required
 def me():
     return session["agent"]
 
