@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import urllib3
 
-from .redis_server import free_port
+from flask_spark.testing import SparkPlatform
+
+from .redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,3 +77,40 @@ class GunicornServer:
             self.process.terminate()
             self.process.wait(timeout=30)
         self.process = None
+
+
+def portal_env(platform: SparkPlatform, redis_server: RedisServer, **extra: Any) -> dict[str, Any]:
+    """Environment for ``tests.portal_app`` pointed at the simulator and the test Redis;
+    ``extra`` keys become ``FLASK_<key>``."""
+    env = {
+        "FLASK_SECRET_KEY": "gunicorn-test-secret",
+        "FLASK_SPARK_CLIENT_ID": platform.client_id,
+        "FLASK_SPARK_CLIENT_SECRET": platform.client_secret,
+        "FLASK_SPARK_PLATFORM_URL": platform.platform_url,
+        "FLASK_SPARK_API_URL": platform.api_url,
+        "FLASK_SPARK_CA_CERTS": platform.ca_file,
+        "FLASK_SPARK_USER_AGENT": "Flask-Spark gunicorn tests",
+        "PORTAL_REDIS_URL": redis_server.url,
+    }
+    env.update({f"FLASK_{k}": v for k, v in extra.items()})
+    return env
+
+
+def burst(http: urllib3.PoolManager, urls: list[str], headers: dict[str, str]) -> list[int]:
+    """One request per URL from as many threads, released together; their statuses."""
+    barrier = threading.Barrier(len(urls))
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def hit(url: str) -> None:
+        barrier.wait()
+        status = http.request("GET", url, headers=headers, redirect=False).status
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=hit, args=(u,)) for u in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses

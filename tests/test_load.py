@@ -1,6 +1,7 @@
 """Load on real gunicorn workers: bursts of one session on an expired token across two
-servers (two hosts) sharing Redis, at several platform latencies; many sessions at once;
-one host on file sessions and file locks."""
+servers (two hosts) sharing Redis, at several platform latencies; the app-wide token under
+the same load and across a restart; many sessions at once; one host on file sessions and
+file locks. Every server's debug log is checked for secrets."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import urllib3
 
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
-from .gunicorn_server import GunicornServer
+from .conftest import secret_values
+from .gunicorn_server import GunicornServer, burst, portal_env
 from .redis_server import RedisServer
-from .test_gunicorn import burst, portal_env
 
 #: The refresh lock's lifetime in these tests; the holder keeps extending it.
 LOCK_SECONDS = 0.5
@@ -36,11 +37,18 @@ def http(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
 
 
 @pytest.fixture
-def servers() -> Iterator[list[GunicornServer]]:
+def servers(spark_platform: SparkPlatform) -> Iterator[list[GunicornServer]]:
+    """The gunicorn servers a test starts; stopped after it, and their logs (debug level,
+    every request line) checked for every secret the simulator issued."""
     running: list[GunicornServer] = []
     yield running
     for server in running:
         server.stop()
+    secrets = secret_values(spark_platform)
+    for server in running:
+        text = server.log.read_text()
+        assert "GET /account" in text or "GET /app-account" in text
+        assert not [v for v in secrets if v in text], f"a secret reached {server.log.name}"
 
 
 def two_hosts(
@@ -51,7 +59,8 @@ def two_hosts(
     platform.register_client(
         platform.client_id,
         platform.client_secret,
-        (f"{first.url}/callback", f"{second.url}/callback"),
+        # the servers' own callbacks, and the one single-session keys refresh with
+        (f"{first.url}/callback", f"{second.url}/callback", "http://localhost/callback"),
     )
     for server in (first, second):
         server.start()
@@ -199,30 +208,64 @@ def test_one_host_on_file_sessions_refreshes_once_per_expiry(
     assert spark_platform.stats.rejected_refreshes == 0
 
 
-def test_gunicorn_logs_hold_no_secret(
+def test_app_wide_token_bursts_refresh_once_per_expiry_in_total(
     spark_platform: SparkPlatform,
     redis_server: RedisServer,
     http: urllib3.PoolManager,
     servers: list[GunicornServer],
 ) -> None:
-    server = GunicornServer(portal_env(spark_platform, redis_server), workers=2, threads=2)
-    spark_platform.register_client(
-        spark_platform.client_id, spark_platform.client_secret, (f"{server.url}/callback",)
+    pair = spark_platform.issue_tokens()
+    env = portal_env(
+        spark_platform,
+        redis_server,
+        SPARK_ACCESS_TOKEN=pair["access_token"],
+        SPARK_REFRESH_TOKEN=pair["refresh_token"],
+        SPARK_REDIRECT_URI="http://localhost/callback",
+        SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS,
     )
+    first, second = two_hosts(spark_platform, env, servers)
+    expiries = 0
+    for size in (2, 16, 50):
+        urls = [f"{(first, second)[i % 2].url}/app-account" for i in range(size)]
+        for _ in range(2):
+            spark_platform.expire_all()
+            spark_platform.add_fault(Fault("grant", "delay", delay=0.2))
+            assert burst(http, urls, {}) == [200] * size
+            expiries += 1
+            assert spark_platform.stats.refreshes == expiries
+    assert spark_platform.stats.rejected_refreshes == 0
+
+
+def test_app_wide_token_survives_a_restart_after_rotation(
+    spark_platform: SparkPlatform,
+    redis_server: RedisServer,
+    http: urllib3.PoolManager,
+    servers: list[GunicornServer],
+) -> None:
+    pair = spark_platform.issue_tokens()
+    env = portal_env(
+        spark_platform,
+        redis_server,
+        SPARK_ACCESS_TOKEN=pair["access_token"],
+        SPARK_REFRESH_TOKEN=pair["refresh_token"],
+        SPARK_REDIRECT_URI="http://localhost/callback",
+    )
+    server = GunicornServer(env, workers=3, threads=4)
     server.start()
     servers.append(server)
-    cookie = sign_in(http, server)
-    spark_platform.expire_all()
-    assert (
-        http.request(
-            "GET", f"{server.url}/account", headers={"Cookie": f"session={cookie}"}
-        ).status
-        == 200
-    )
+    url = f"{server.url}/app-account"
+    for expiry in range(1, 3):
+        spark_platform.expire_all()
+        assert http.request("GET", url).status == 200
+        assert spark_platform.stats.refreshes == expiry
+    # Restart: the configured pair is long rotated away; the stored pair must win.
     server.stop()
-    servers.remove(server)
-    text = server.log.read_text()
-    assert "GET /account" in text  # debug level: every request line is there
-    from .conftest import secret_values
-
-    assert not [v for v in secret_values(spark_platform) if v in text]
+    server.start()
+    assert http.request("GET", url).status == 200
+    spark_platform.expire_all()
+    assert http.request("GET", url).status == 200
+    assert spark_platform.stats.refreshes == 3
+    assert spark_platform.stats.rejected_refreshes == 0
+    assert spark_platform.requests_for("data")[-3].headers["Authorization"] != (
+        f"OAuth {pair['access_token']}"
+    )
