@@ -383,11 +383,10 @@ def test_platform_unavailable_page_when_unreachable(
         app.extensions["spark"].grants.refresh("x", "http://localhost/callback")
 
 
-def test_a_record_remembered_by_another_process_goes_stale_safely(
-    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
-) -> None:
+def two_processes(make_app: AppFactory, browser_for: Any) -> tuple[Browser, Any]:
     """Two apps on one Redis stand in for two worker processes, each with its own
-    per-process memory of token records."""
+    per-process memory of token records: a browser signed in through the first, and a test
+    client of the second carrying the same session cookie."""
     first, second = make_app(), make_app()
     add_views(first)
     add_views(second)
@@ -397,6 +396,13 @@ def test_a_record_remembered_by_another_process_goes_stale_safely(
     assert cookie is not None
     other = second.test_client()
     other.set_cookie("session", cookie.value)
+    return browser, other
+
+
+def test_a_record_remembered_by_another_process_goes_stale_safely(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    browser, other = two_processes(make_app, browser_for)
     assert other.get("/account").status_code == 200  # the second process remembers it
 
     spark_platform.expire_all()
@@ -414,15 +420,7 @@ def test_a_remembered_token_whose_successor_also_expired(
 ) -> None:
     """The stored token another process refreshed to may itself have expired since: adopt
     it, and when the platform says 1020 again, refresh once more. Never a sign-out."""
-    first, second = make_app(), make_app()
-    add_views(first)
-    add_views(second)
-    browser = browser_for(first)
-    browser.sign_in()
-    cookie = browser.client.get_cookie("session")
-    assert cookie is not None
-    other = second.test_client()
-    other.set_cookie("session", cookie.value)
+    browser, other = two_processes(make_app, browser_for)
     assert other.get("/account").status_code == 200  # remembers the first token
 
     spark_platform.expire_all()

@@ -51,6 +51,20 @@ def servers(spark_platform: SparkPlatform) -> Iterator[list[GunicornServer]]:
         assert not [v for v in secrets if v in text], f"a secret reached {server.log.name}"
 
 
+def app_wide_env(
+    platform: SparkPlatform, redis_server: RedisServer, pair: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A portal configured with single-session keys (the app-wide token ``pair``)."""
+    return portal_env(
+        platform,
+        redis_server,
+        SPARK_ACCESS_TOKEN=pair["access_token"],
+        SPARK_REFRESH_TOKEN=pair["refresh_token"],
+        SPARK_REDIRECT_URI="http://localhost/callback",
+        **extra,
+    )
+
+
 def two_hosts(
     platform: SparkPlatform, env: dict[str, Any], running: list[GunicornServer]
 ) -> tuple[GunicornServer, GunicornServer]:
@@ -215,14 +229,7 @@ def test_app_wide_token_bursts_refresh_once_per_expiry_in_total(
     servers: list[GunicornServer],
 ) -> None:
     pair = spark_platform.issue_tokens()
-    env = portal_env(
-        spark_platform,
-        redis_server,
-        SPARK_ACCESS_TOKEN=pair["access_token"],
-        SPARK_REFRESH_TOKEN=pair["refresh_token"],
-        SPARK_REDIRECT_URI="http://localhost/callback",
-        SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS,
-    )
+    env = app_wide_env(spark_platform, redis_server, pair, SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS)
     first, second = two_hosts(spark_platform, env, servers)
     expiries = 0
     for size in (2, 16, 50):
@@ -243,13 +250,7 @@ def test_app_wide_token_survives_a_restart_after_rotation(
     servers: list[GunicornServer],
 ) -> None:
     pair = spark_platform.issue_tokens()
-    env = portal_env(
-        spark_platform,
-        redis_server,
-        SPARK_ACCESS_TOKEN=pair["access_token"],
-        SPARK_REFRESH_TOKEN=pair["refresh_token"],
-        SPARK_REDIRECT_URI="http://localhost/callback",
-    )
+    env = app_wide_env(spark_platform, redis_server, pair)
     server = GunicornServer(env, workers=3, threads=4)
     server.start()
     servers.append(server)

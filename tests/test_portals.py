@@ -47,22 +47,27 @@ def test_each_role_signs_in_at_its_endpoint(
     assert authorize.path == path
 
 
-@pytest.fixture
-def portal_app(make_app: AppFactory, spark_platform: SparkPlatform) -> Flask:
+def make_portal_app(make_app: AppFactory, platform: SparkPlatform, **config: Any) -> Flask:
     """One app, one VOW key, a portal per URL segment: /alpha/..., /beta/..."""
-    spark_platform.register_client(
+    platform.register_client(
         "vow-key", "vow-secret", tuple(f"http://localhost/{p}/callback" for p in PORTALS)
     )
     spark = Spark(
         url_prefix="/<portal>",
         portal_loader=lambda: (request.view_args or {}).get("portal"),
     )
-    app = make_app(
+    return make_app(
         spark=spark,
         SPARK_ROLE="vow",
         SPARK_CLIENT_ID="vow-key",
         SPARK_CLIENT_SECRET="vow-secret",
+        **config,
     )
+
+
+@pytest.fixture
+def portal_app(make_app: AppFactory, spark_platform: SparkPlatform) -> Flask:
+    app = make_portal_app(make_app, spark_platform)
 
     @app.get("/<portal>/account")
     @spark_login_required
@@ -137,20 +142,7 @@ def test_tokens_never_cross_portals(
 def test_one_portal_per_session_when_the_app_wants_it(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
-    spark_platform.register_client(
-        "vow-key", "vow-secret", tuple(f"http://localhost/{p}/callback" for p in PORTALS)
-    )
-    spark = Spark(
-        url_prefix="/<portal>",
-        portal_loader=lambda: (request.view_args or {}).get("portal"),
-    )
-    app = make_app(
-        spark=spark,
-        SPARK_ROLE="vow",
-        SPARK_CLIENT_ID="vow-key",
-        SPARK_CLIENT_SECRET="vow-secret",
-        SPARK_ONE_PORTAL_PER_SESSION=True,
-    )
+    app = make_portal_app(make_app, spark_platform, SPARK_ONE_PORTAL_PER_SESSION=True)
 
     @app.get("/<portal>/")
     def home(portal: str) -> Any:
