@@ -108,14 +108,21 @@ class TokenStore(ABC):
         """Give every record of ``old_owner`` to ``new_owner`` (session id rotation)."""
 
     @abstractmethod
+    def claim(self, name: str, ttl: int) -> bool:
+        """Record ``name`` as used for ``ttl`` seconds; ``False`` if it already was.
+        Atomic across processes: exactly one caller wins."""
+
+    @abstractmethod
     def _cross_process_lock(
         self, name: str, ttl: float, wait: float
     ) -> contextlib.AbstractContextManager[None]:
         """A lock shared with the other processes (and hosts) that use this store."""
 
     def lock_name(self, owner: str, scope: str) -> str:
-        """The lock that guards ``owner``'s ``scope``."""
-        return f"{owner}|{scope}"
+        """The lock that guards ``owner``'s ``scope``: one per owner, so that moving a
+        session's records on id rotation waits for a refresh of any of its portals (a
+        refresh finishing after the move would write under the old owner)."""
+        return owner
 
     @contextlib.contextmanager
     def thread_lock(self, owner: str, scope: str, wait: float) -> Iterator[None]:
@@ -205,6 +212,14 @@ class RedisTokenStore(TokenStore):
                 self.client.delete(self._key(owner))
             else:
                 self.client.hdel(self._key(owner), scope)
+        except RedisError as exc:
+            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
+
+    def claim(self, name: str, ttl: int) -> bool:
+        from redis.exceptions import RedisError
+
+        try:
+            return bool(self.client.set(f"{self.key_prefix}spark-used:{name}", 1, nx=True, ex=ttl))
         except RedisError as exc:
             raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
 
@@ -332,14 +347,19 @@ class CacheLibTokenStore(TokenStore):
     def scopes(self, owner: str) -> list[str]:
         return list(self._read(owner)[0])
 
+    def claim(self, name: str, ttl: int) -> bool:
+        key = f"spark-used:{name}"
+        with self.lock(key, "", ttl=ttl, wait=10.0):
+            try:
+                return bool(self.cache.add(key, 1, timeout=ttl))
+            except OSError as exc:
+                raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
+
     def move(self, old_owner: str, new_owner: str) -> None:
         records, expires = self._read(old_owner)
         if records:
             self._write(new_owner, records, expires)
             self._write(old_owner, {}, None)
-
-    def lock_name(self, owner: str, scope: str) -> str:
-        return owner  # one entry per owner: its scopes share the lock
 
     @contextlib.contextmanager
     def _cross_process_lock(self, name: str, ttl: float, wait: float) -> Iterator[None]:

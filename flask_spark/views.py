@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -12,12 +13,12 @@ from flask import Blueprint, current_app, has_request_context, redirect, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .errors import GrantError, PlatformUnavailable
+from .errors import GrantError, PlatformUnavailable, StoreUnavailable
 from .extension import SparkState, current_scope, reset_client, spark_state, user_grant
-from .grant import authorization_url
+from .grant import TokenRecord, authorization_url
 from .pages import clean_description, error_page
 from .redirects import safe_next
-from .sessions import require_session_store
+from .sessions import require_session_store, store_errors
 from .signals import logged_out, login_failed, token_obtained
 from .state import PendingLogin, add_pending, new_state, pop_pending
 from .tokens import GrantRef, session_owner
@@ -161,14 +162,16 @@ def callback(**_prefix_values: Any) -> Response:
     if record is None:
         if not cookie_came:
             return _failed("no_cookie", 400)
-        scope, _ = current_scope(state)
-        ref = user_grant(state, scope)
-        signed_in = ref is not None and state.tokens.store.load(ref.owner, ref.scope) is not None
-        return _failed("unknown_state", 400, signed_in=signed_in, continue_url=_landing(state))
+        return _unknown_state(state)
 
     code = params.get("code", "")
     if not _CODE_RE.fullmatch(code):
         return _failed("bad_request", 400)
+    # The session is saved only when this request ends: a second callback with the same
+    # state (a reload, a double click) may still find it. Exactly one may spend the code.
+    used = hashlib.sha256(oauth_state.encode()).hexdigest()
+    if not state.tokens.store.claim(f"state:{used}", int(state.config.state_lifetime) + 60):
+        return _unknown_state(state)
 
     try:
         tokens = state.grants.exchange_code(code, record["redirect_uri"])
@@ -184,15 +187,13 @@ def callback(**_prefix_values: Any) -> Response:
         return _failed("platform_unavailable", 502, retry_url=retry_url)
     tokens["redirect_uri"] = record["redirect_uri"]
 
-    old_owner = session_owner(session.sid)  # type: ignore[attr-defined]
-    if state.config.one_portal_per_session:
-        _revoke_all(state, old_owner)
-    # Keep the session non-empty, else Flask-Session would neither rotate nor save it.
-    session[_SIGNED_IN_KEY] = True
-    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
-    new_owner = session_owner(session.sid)  # type: ignore[attr-defined]
-    state.tokens.rotate_owner(old_owner, new_owner, keep=not state.config.one_portal_per_session)
-    state.tokens.store_new(GrantRef(new_owner, record["scope"], state.session_ttl), tokens)
+    failures: tuple[type[BaseException], ...] = (StoreUnavailable, *store_errors())
+    try:
+        _keep_tokens(state, record, tokens)
+    except failures:
+        # The code is spent: give the grant back rather than leave it orphaned.
+        state.grants.revoke(tokens["access_token"])
+        return _failed("store_unavailable", 503, retry_url=retry_url)
     reset_client()
     token_obtained.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
@@ -203,6 +204,28 @@ def callback(**_prefix_values: Any) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _keep_tokens(state: SparkState, record: PendingLogin, tokens: TokenRecord) -> None:
+    """Rotate the session id, move the session's records to it, store the new tokens."""
+    old_owner = session_owner(session.sid)  # type: ignore[attr-defined]
+    if state.config.one_portal_per_session:
+        _revoke_all(state, old_owner)
+    # Keep the session non-empty, else Flask-Session would neither rotate nor save it.
+    session[_SIGNED_IN_KEY] = True
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+    new_owner = session_owner(session.sid)  # type: ignore[attr-defined]
+    state.tokens.rotate_owner(old_owner, new_owner, keep=not state.config.one_portal_per_session)
+    state.tokens.store_new(GrantRef(new_owner, record["scope"], state.session_ttl), tokens)
+
+
+def _unknown_state(state: SparkState) -> Response:
+    """The state is not (or no longer) one this browser may use: say so, and offer a way
+    on to the app if the browser is signed in already (a back button, a reload)."""
+    scope, _ = current_scope(state)
+    ref = user_grant(state, scope)
+    signed_in = ref is not None and state.tokens.store.load(ref.owner, ref.scope) is not None
+    return _failed("unknown_state", 400, signed_in=signed_in, continue_url=_landing(state))
 
 
 def _revoke_all(state: SparkState, owner: str) -> None:
@@ -226,7 +249,8 @@ def _same_origin() -> bool:
         parts = urlsplit(source)
     except ValueError:
         return False
-    return parts.scheme == request.scheme and parts.netloc == request.host
+    # The host only: behind a TLS proxy without ProxyFix the scheme seen here is http.
+    return parts.netloc == request.host
 
 
 def logout(**_prefix_values: Any) -> Response:

@@ -4,11 +4,15 @@ format, and every way a callback can be wrong."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cachelib import FileSystemCache
 from flask import Flask, Response, jsonify
+from flask_session import Session
 
 from flask_spark import Spark, login_failed, spark_api, spark_login_required, token_obtained
 from flask_spark.testing import Fault, SparkPlatform
@@ -581,3 +585,86 @@ def test_a_revoked_grant_signs_the_user_out(
     spark_platform.revoke_grant(token)  # e.g. revoked from the Flexmls side
     assert browser.client.get("/account").headers["Location"] == "/login?next=/account"
     assert browser.client.get("/state").json == {"signed_in": False}
+
+
+@pytest.mark.parametrize("session_type", ["redis", "cachelib"])
+def test_overlapping_callbacks_spend_the_code_once(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform, session_type: str
+) -> None:
+    """A reload while the first callback is still exchanging the code: the session holding
+    the state is saved only when that request ends, so the second one still finds it."""
+    app = make_app(session_type=session_type)
+    add_views(app)
+    browser = browser_for(app)
+    callback, _ = browser.authorize(browser.start_login())
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    reload = app.test_client()
+    reload.set_cookie("session", cookie.value)
+    spark_platform.add_fault(Fault("grant", "delay", delay=1.0))
+    first: list[int] = []
+    thread = threading.Thread(
+        target=lambda: first.append(browser.client.get(callback).status_code)
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while spark_platform.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the first exchange is at the platform
+    assert spark_platform.in_flight == 1
+    second = reload.get(callback)
+    thread.join()
+    assert first == [303]
+    assert second.status_code == 400
+    assert spark_platform.stats.grant_calls == 1
+    assert browser.client.get("/account").status_code == 200
+
+
+def test_a_store_failure_after_the_exchange_gives_the_grant_back(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_spark import StoreUnavailable
+
+    callback, _ = browser.authorize(browser.start_login("/login?next=/account"))
+    store = app.extensions["spark"].tokens.store
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(store, "save", down)
+    response = browser.client.get(callback)
+    assert response.status_code == 503
+    assert b"storage is unavailable" in response.data
+    assert b'href="/login?next=/account"' in response.data
+    assert spark_platform.stats.revocations == 1  # the spent code's grant is given back
+
+
+def test_logout_behind_a_tls_proxy_without_proxyfix(
+    browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    browser.sign_in()
+    response = browser.client.post("/logout", headers={"Origin": "https://localhost"})
+    assert response.status_code == 303
+    assert spark_platform.stats.revocations == 1
+
+
+def test_an_apps_base_class_handler_is_not_overridden(tmp_path: Any) -> None:
+    from flask_spark import SparkError
+
+    app = Flask("portal")
+    app.config.update(
+        SECRET_KEY="k",
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=FileSystemCache(str(tmp_path)),
+        SPARK_CLIENT_ID="id",
+        SPARK_CLIENT_SECRET="secret",
+    )
+
+    @app.errorhandler(SparkError)
+    def mine(error: SparkError) -> Any:
+        return f"mine: {type(error).__name__}", 418
+
+    Session(app)
+    Spark(app)
+    add_views(app)
+    response = app.test_client().get("/account")
+    assert (response.status_code, response.data) == (418, b"mine: NotSignedIn")

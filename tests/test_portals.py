@@ -3,6 +3,8 @@ scoped to their portal."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,7 +12,7 @@ import pytest
 from flask import Flask, jsonify, request
 
 from flask_spark import Spark, spark_api, spark_login_required
-from flask_spark.testing import SparkPlatform
+from flask_spark.testing import Fault, SparkPlatform
 
 from .conftest import AppFactory
 
@@ -191,3 +193,33 @@ def test_vow_without_any_portal_is_not_found(make_app: AppFactory) -> None:
     spark = Spark(portal_loader=lambda: None)
     app = make_app(spark=spark, SPARK_ROLE="vow")
     assert app.test_client().get("/login").status_code == 404
+
+
+def test_signing_in_to_a_portal_while_another_refreshes(
+    portal_app: Flask, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    """The session id rotates (and its records move) while alpha's refresh is at the
+    platform: the move waits for the refresh, so alpha's new tokens move too."""
+    browser = browser_for(portal_app)
+    browser.client.get(browser.authorize(browser.start_login("/alpha/login"))[0])
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    alpha = portal_app.test_client()
+    alpha.set_cookie("session", cookie.value)
+    spark_platform.expire_all()
+    spark_platform.add_fault(Fault("grant", "delay", delay=1.0))
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(alpha.get("/alpha/account").status_code)
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while spark_platform.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)  # until alpha's refresh is at the platform
+    assert spark_platform.in_flight == 1
+    browser.client.get(browser.authorize(browser.start_login("/beta/login"))[0])
+    thread.join()
+    assert result == [200]
+    assert browser.client.get("/alpha/account").status_code == 200
+    assert browser.client.get("/beta/account").status_code == 200
+    assert spark_platform.stats.rejected_refreshes == 0
