@@ -20,6 +20,7 @@ from .errors import (
     RateLimited,
     ReauthenticationRequired,
     SparkAPIError,
+    StoreUnavailable,
 )
 from .grant import TokenRecord
 from .signals import token_refreshed
@@ -224,7 +225,13 @@ class SparkClient:
                 )
             raise NotSignedIn()
         if self._tokens.is_due(self._record):
-            self._refresh()
+            try:
+                self._refresh()
+            except (PlatformUnavailable, StoreUnavailable):
+                # Early, inside the leeway: the current token still works, so use it; a
+                # real expiry comes back as 1020 and is refreshed then.
+                if time.time() >= self._record["expires_at"]:
+                    raise
         reply = self._send(method, url, body)
         # At most two retries and one refresh at the platform: a token another request
         # stored may itself have expired since, but a token just refreshed is final.

@@ -144,8 +144,11 @@ class Spark:
 def _register_default_handler(
     app: Flask, error: type[SparkError], handler: Callable[[Any], Any]
 ) -> None:
-    """Register ``handler`` unless the app already handles ``error`` itself."""
-    if error not in app.error_handler_spec.get(None, {}).get(None, {}):
+    """Register ``handler`` unless the app already handles ``error`` or one of its bases
+    up to :class:`SparkError` itself (Flask would otherwise prefer ours, the more specific)."""
+    registered = app.error_handler_spec.get(None, {}).get(None, {})
+    bases = error.__mro__[: error.__mro__.index(SparkError) + 1]
+    if not any(base in registered for base in bases):
         app.register_error_handler(error, handler)
 
 

@@ -55,6 +55,10 @@ REASONS: dict[str, tuple[str, str]] = {
         "Sign-out refused",
         "Signing out must be requested from a page of this site.",
     ),
+    "store_unavailable": (
+        "Sign-in did not finish",
+        "Sign-in storage is unavailable right now. Please try again in a moment.",
+    ),
     "platform_unavailable": (
         "Sign-in did not finish",
         "Flexmls could not be reached. Please try again in a moment.",

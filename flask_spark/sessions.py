@@ -24,7 +24,8 @@ log = logging.getLogger("flask_spark")
 _DEGRADED = "_spark_store_down"
 
 
-def _store_errors() -> tuple[type[BaseException], ...]:
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a session or token store raises when it does not answer."""
     errors: list[type[BaseException]] = [OSError]
     try:
         from redis.exceptions import RedisError
@@ -40,7 +41,7 @@ def guard_session_interface(app: Flask) -> None:
     interface: Any = app.session_interface
     if getattr(interface, "_spark_guarded", False):
         return
-    errors = _store_errors()
+    errors = store_errors()
     open_session = interface.open_session
     save_session = interface.save_session
 

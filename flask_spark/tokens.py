@@ -19,6 +19,9 @@ from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired
 from .grant import GrantClient, TokenRecord
 from .store import TokenStore
 
+#: Failed refreshes remembered per process (one per grant, the oldest dropped first).
+FAILURE_MEMORY = 1024
+
 
 class RecordCache:
     """A short-lived, bounded, per-process memory of token records.
@@ -109,6 +112,9 @@ class TokenManager:
         self.lock_ttl = config.refresh_lock_seconds
         self.lock_wait = max(self.lock_ttl, config.timeout * 2) * 2
         self.cache = RecordCache(config.token_cache_seconds)
+        # The last failed refresh of each grant in this process, shared with the threads
+        # that were queued behind it instead of each calling the platform in turn.
+        self._failures: dict[tuple[str, str], tuple[float, str, PlatformUnavailable]] = {}
         self._app_seed = (
             _fingerprint(config.access_token, config.refresh_token or "")
             if config.access_token
@@ -222,14 +228,30 @@ class TokenManager:
         :raises ReauthenticationRequired: the platform refused the refresh token.
         :raises PlatformUnavailable: timeout, 5xx or garbage; the tokens are kept.
         """
+        queued_at = time.monotonic()
         with self.store.thread_lock(ref.owner, ref.scope, self.lock_wait):
             # Threads of this process that waited here usually find the work done.
             current = self.store.load(ref.owner, ref.scope)
             if current is not None and current["access_token"] not in ("", stale["access_token"]):
                 self.cache.put(ref, current)
                 return current, False
-            with self.store.process_lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
-                return self._refresh_locked(ref, stale)
+            key = (ref.owner, ref.scope)
+            failure = self._failures.get(key)
+            if failure is not None:
+                at, token, error = failure
+                if token == stale["access_token"] and at >= queued_at:
+                    # It failed while this thread waited for it: share the answer.
+                    raise PlatformUnavailable(str(error), retry_after=error.retry_after)
+            try:
+                with self.store.process_lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
+                    result = self._refresh_locked(ref, stale)
+            except PlatformUnavailable as exc:
+                self._failures[key] = (time.monotonic(), stale["access_token"], exc)
+                while len(self._failures) > FAILURE_MEMORY:  # oldest first
+                    del self._failures[next(iter(self._failures))]
+                raise
+            self._failures.pop(key, None)
+            return result
 
     def _refresh_locked(self, ref: GrantRef, stale: TokenRecord) -> tuple[TokenRecord, bool]:
         """:meth:`refresh` once both locks are held: re-read, then call if still stale."""

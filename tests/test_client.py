@@ -481,3 +481,51 @@ def test_token_records_live_as_long_as_the_session_is_used(
     redis_client.expire(key, 60)  # as if signed in almost two hours ago
     assert browser.client.get("/account").status_code == 200
     assert redis_client.ttl(key) > 7000  # slid forward with the session, like its blob
+
+
+def test_an_early_refresh_that_fails_keeps_using_the_working_token(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flask_spark.tokens
+
+    record = stored(app, browser)
+    later = record["expires_at"] - 30  # inside the 60 s leeway, still valid
+    monkeypatch.setattr(flask_spark.tokens.time, "time", lambda: later)
+    spark_platform.add_fault(Fault("grant", "status", status=503))
+    assert browser.client.get("/account").status_code == 200
+    sent = spark_platform.requests_for("data")[-1]
+    assert sent.headers["Authorization"] == f"OAuth {record['access_token']}"
+    assert stored(app, browser) == record
+
+
+def test_a_failed_refresh_is_shared_with_the_requests_queued_behind_it(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    app = make_app(SPARK_TIMEOUT=0.3)
+    add_views(app)
+    browser = browser_for(app)
+    browser.sign_in()
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    spark_platform.expire_all()
+    spark_platform.add_fault(Fault("grant", "delay", delay=1.0, count=None))
+    clients = []
+    for _ in range(8):
+        client = app.test_client()
+        client.set_cookie("session", cookie.value)
+        clients.append(client)
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def hit(client: Any) -> None:
+        barrier.wait()
+        statuses.append(client.get("/account").status_code)
+
+    threads = [threading.Thread(target=hit, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [503] * 8
+    assert spark_platform.wait_idle()
+    assert spark_platform.stats.grant_calls == 2  # the code exchange and one refresh
