@@ -310,33 +310,40 @@ def test_connections_are_pooled_and_kept_alive(app: Flask, browser: Browser) -> 
     assert pools[0].num_connections == 1
 
 
+def same_session_burst(app: Flask, cookie: str, size: int) -> list[int]:
+    """``size`` requests of one session to /account from as many threads, released
+    together; their statuses."""
+    clients = []
+    for _ in range(size):
+        client = app.test_client()
+        client.set_cookie("session", cookie)
+        clients.append(client)
+    barrier = threading.Barrier(size)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def hit(client: Any) -> None:
+        barrier.wait()
+        status = client.get("/account").status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=hit, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
 def test_same_session_burst_refreshes_once(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
     cookie = browser.client.get_cookie("session")
     assert cookie is not None
-    clients = []
-    for _ in range(16):
-        client = app.test_client()
-        client.set_cookie("session", cookie.value)
-        clients.append(client)
     for _round in range(3):
         spark_platform.expire_all()
-        barrier = threading.Barrier(len(clients))
-        statuses: list[int] = []
-
-        def hit(
-            client: Any, barrier: threading.Barrier = barrier, statuses: list[int] = statuses
-        ) -> None:
-            barrier.wait()
-            statuses.append(client.get("/account").status_code)
-
-        threads = [threading.Thread(target=hit, args=(c,)) for c in clients]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert statuses == [200] * 16
+        assert same_session_burst(app, cookie.value, 16) == [200] * 16
     assert spark_platform.stats.refreshes == 3
     assert spark_platform.stats.rejected_refreshes == 0
 
@@ -509,23 +516,7 @@ def test_a_failed_refresh_is_shared_with_the_requests_queued_behind_it(
     assert cookie is not None
     spark_platform.expire_all()
     spark_platform.add_fault(Fault("grant", "delay", delay=1.0, count=None))
-    clients = []
-    for _ in range(8):
-        client = app.test_client()
-        client.set_cookie("session", cookie.value)
-        clients.append(client)
-    barrier = threading.Barrier(len(clients))
-    statuses: list[int] = []
-
-    def hit(client: Any) -> None:
-        barrier.wait()
-        statuses.append(client.get("/account").status_code)
-
-    threads = [threading.Thread(target=hit, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = same_session_burst(app, cookie.value, 8)
     assert statuses == [503] * 8
     assert spark_platform.wait_idle()
     assert spark_platform.stats.grant_calls == 2  # the code exchange and one refresh
