@@ -50,6 +50,18 @@ def _decode(value: Any) -> TokenRecord | None:
     return cast(TokenRecord, dict(value))
 
 
+@contextlib.contextmanager
+def _answering(
+    errors: type[BaseException] | tuple[type[BaseException], ...], what: str = "store"
+) -> Iterator[None]:
+    """Turn a backend's own errors into :class:`StoreUnavailable` (no details that could
+    name a key)."""
+    try:
+        yield
+    except errors as exc:
+        raise StoreUnavailable(f"Token {what} unavailable ({type(exc).__name__})") from None
+
+
 class _ThreadLocks:
     """One :class:`threading.Lock` per name, dropped when nobody holds a reference."""
 
@@ -158,7 +170,7 @@ class TokenStore(ABC):
 
 
 class RedisTokenStore(TokenStore):
-    """Records in one Redis hash per owner (a field per scope); a Redis lock per grant.
+    """Records in one Redis hash per owner (a field per scope); a Redis lock per owner.
 
     The lock is ``SET NX PX`` with a random token, released by compare-and-delete, and
     extended while its holder is still working so that a slow platform never lets a
@@ -166,18 +178,19 @@ class RedisTokenStore(TokenStore):
     """
 
     def __init__(self, client: Redis, key_prefix: str = "session:") -> None:
+        from redis.exceptions import RedisError
+
         super().__init__()
         self.client = client
         self.key_prefix = key_prefix
+        self._errors = RedisError
 
     def _key(self, owner: str) -> str:
         return f"{self.key_prefix}spark:{owner}"
 
     def load(self, owner: str, scope: str, touch: int | None = None) -> TokenRecord | None:
-        from redis.exceptions import RedisError
-
         key = self._key(owner)
-        try:
+        with _answering(self._errors):
             if touch is None:
                 value = self.client.hget(key, scope)
             else:  # one round trip; EXPIRE on a missing key does nothing
@@ -185,15 +198,11 @@ class RedisTokenStore(TokenStore):
                 pipe.hget(key, scope)
                 pipe.expire(key, touch)
                 value = pipe.execute()[0]
-        except RedisError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
         return None if value is None else _decode(value)
 
     def save(self, owner: str, scope: str, record: TokenRecord, ttl: int | None) -> None:
-        from redis.exceptions import RedisError
-
         key = self._key(owner)
-        try:
+        with _answering(self._errors):
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(key, scope, json.dumps(record))
             if ttl is None:
@@ -201,51 +210,36 @@ class RedisTokenStore(TokenStore):
             else:
                 pipe.expire(key, ttl)
             pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
 
     def delete(self, owner: str, scope: str | None = None) -> None:
-        from redis.exceptions import RedisError
-
-        try:
+        with _answering(self._errors):
             if scope is None:
                 self.client.delete(self._key(owner))
             else:
                 self.client.hdel(self._key(owner), scope)
-        except RedisError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
 
     def claim(self, name: str, ttl: int) -> bool:
-        from redis.exceptions import RedisError
-
-        try:
+        with _answering(self._errors):
             return bool(self.client.set(f"{self.key_prefix}spark-used:{name}", 1, nx=True, ex=ttl))
-        except RedisError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
 
     def scopes(self, owner: str) -> list[str]:
-        from redis.exceptions import RedisError
-
-        try:
+        with _answering(self._errors):
             keys = self.client.hkeys(self._key(owner))
-        except RedisError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
         return [k.decode() if isinstance(k, bytes) else str(k) for k in keys]
 
     def move(self, old_owner: str, new_owner: str) -> None:
-        from redis.exceptions import RedisError, ResponseError
+        from redis.exceptions import ResponseError
 
-        try:
-            self.client.rename(self._key(old_owner), self._key(new_owner))
-        except ResponseError as exc:
-            if "no such key" not in str(exc).lower():
-                raise StoreUnavailable(f"Token store refused the move ({exc})") from None
-        except RedisError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
+        with _answering(self._errors):
+            try:
+                self.client.rename(self._key(old_owner), self._key(new_owner))
+            except ResponseError as exc:
+                if "no such key" not in str(exc).lower():
+                    raise StoreUnavailable(f"Token store refused the move ({exc})") from None
 
     @contextlib.contextmanager
     def _cross_process_lock(self, name: str, ttl: float, wait: float) -> Iterator[None]:
-        from redis.exceptions import LockError, RedisError
+        from redis.exceptions import LockError
 
         lock = self.client.lock(
             f"{self.key_prefix}spark-lock:{name}",
@@ -254,10 +248,8 @@ class RedisTokenStore(TokenStore):
             blocking_timeout=wait,
             thread_local=False,
         )
-        try:
+        with _answering(self._errors, "lock"):
             acquired = lock.acquire()
-        except RedisError as exc:
-            raise StoreUnavailable(f"Token lock unavailable ({type(exc).__name__})") from None
         if not acquired:
             raise StoreUnavailable("Timed out waiting for the token refresh lock")
         done = threading.Event()
@@ -266,7 +258,7 @@ class RedisTokenStore(TokenStore):
             while not done.wait(ttl / 3):
                 try:
                     lock.extend(ttl, replace_ttl=True)
-                except (LockError, RedisError):
+                except (LockError, self._errors):
                     return
 
         watcher = threading.Thread(target=keep_alive, name="flask-spark-lock", daemon=True)
@@ -276,7 +268,7 @@ class RedisTokenStore(TokenStore):
         finally:
             done.set()
             watcher.join()
-            with contextlib.suppress(LockError, RedisError):
+            with contextlib.suppress(LockError, self._errors):
                 lock.release()
 
 
@@ -303,17 +295,15 @@ class CacheLibTokenStore(TokenStore):
 
     def _read(self, owner: str) -> tuple[dict[str, Any], float | None]:
         """The owner's records and the Unix time the entry expires (``None``: never)."""
-        try:
+        with _answering(OSError):
             value = self.cache.get(self._key(owner))
-        except OSError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
         if not isinstance(value, dict) or not isinstance(value.get("records"), dict):
             return {}, None
         expires = value.get("expires")
         return value["records"], expires if isinstance(expires, float) else None
 
     def _write(self, owner: str, records: dict[str, Any], expires: float | None) -> None:
-        try:
+        with _answering(OSError):
             if not records:
                 self.cache.delete(self._key(owner))
                 return
@@ -321,8 +311,6 @@ class CacheLibTokenStore(TokenStore):
             ok = self.cache.set(
                 self._key(owner), {"records": records, "expires": expires}, timeout=timeout
             )
-        except OSError as exc:
-            raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
         if not ok:
             raise StoreUnavailable("Token store refused the write")
 
@@ -349,11 +337,8 @@ class CacheLibTokenStore(TokenStore):
 
     def claim(self, name: str, ttl: int) -> bool:
         key = f"spark-used:{name}"
-        with self.lock(key, "", ttl=ttl, wait=10.0):
-            try:
-                return bool(self.cache.add(key, 1, timeout=ttl))
-            except OSError as exc:
-                raise StoreUnavailable(f"Token store unavailable ({type(exc).__name__})") from None
+        with self.lock(key, "", ttl=ttl, wait=10.0), _answering(OSError):
+            return bool(self.cache.add(key, 1, timeout=ttl))
 
     def move(self, old_owner: str, new_owner: str) -> None:
         records, expires = self._read(old_owner)
@@ -369,11 +354,9 @@ class CacheLibTokenStore(TokenStore):
             yield
             return
         stripe = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % self._STRIPES
-        try:
+        with _answering(OSError, "lock"):
             os.makedirs(self.lock_dir, exist_ok=True)
             handle = open(os.path.join(self.lock_dir, f"{stripe:02d}.lock"), "a+b")  # noqa: SIM115
-        except OSError as exc:
-            raise StoreUnavailable(f"Token lock unavailable ({type(exc).__name__})") from None
         try:
             deadline = time.monotonic() + wait
             while True:
