@@ -96,6 +96,12 @@ def _envelope(reply: Reply) -> dict[str, Any] | None:
     return envelope if isinstance(envelope, dict) else None
 
 
+def _spark_code(envelope: dict[str, Any] | None) -> int | None:
+    """The envelope's Spark ``Code``, when it is a whole number."""
+    code = envelope.get("Code") if envelope else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
 class SparkClient:
     """Calls the Spark API with the tokens of one grant.
 
@@ -306,9 +312,7 @@ class SparkClient:
 
     @staticmethod
     def _code(reply: Reply) -> int | None:
-        envelope = _envelope(reply)
-        code = envelope.get("Code") if envelope else None
-        return code if isinstance(code, int) and not isinstance(code, bool) else None
+        return _spark_code(_envelope(reply))
 
     def _result(self, reply: Reply) -> SparkResponse:
         envelope = _envelope(reply)
@@ -321,9 +325,7 @@ class SparkClient:
                 )
             if envelope.get("Success") is not False:
                 return SparkResponse(reply.status, envelope)
-        code = envelope.get("Code") if envelope else None
-        if not isinstance(code, int) or isinstance(code, bool):
-            code = None
+        code = _spark_code(envelope)
         message = envelope.get("Message") if envelope else None
         if not isinstance(message, str):
             message = f"HTTP {reply.status}"

@@ -115,21 +115,19 @@ class TokenManager:
         # The last failed refresh of each grant in this process, shared with the threads
         # that were queued behind it instead of each calling the platform in turn.
         self._failures: dict[tuple[str, str], tuple[float, str, PlatformUnavailable]] = {}
-        self._app_seed = (
-            _fingerprint(config.access_token, config.refresh_token or "")
-            if config.access_token
-            else None
-        )
+        self._app_seed: str | None = None
+        self._app_ref: GrantRef | None = None
+        if config.access_token:
+            self._app_seed = _fingerprint(config.access_token, config.refresh_token or "")
+            self._app_ref = GrantRef(f"app:{_fingerprint(config.client_id)}", "app", None)
 
     # -- the app-wide grant of single-session keys ------------------------------------
 
     def app_ref(self) -> GrantRef | None:
         """The app-wide grant, when single-session keys are configured."""
-        if self._app_seed is None:
-            return None
-        return GrantRef(f"app:{_fingerprint(self.config.client_id)}", "app", None)
+        return self._app_ref
 
-    def _seed_app_grant(self, ref: GrantRef, stored: TokenRecord | None) -> TokenRecord:
+    def _seed_app_grant(self, ref: GrantRef) -> TokenRecord:
         """Start (or restart) the app grant from the configured pair, under its lock."""
         assert self.config.access_token
         assert self.config.refresh_token
@@ -164,7 +162,7 @@ class TokenManager:
         if not hit:
             record = self.store.load(ref.owner, ref.scope, touch=ref.ttl)
             if ref.is_app and (record is None or record.get("seed") != self._app_seed):
-                record = self._seed_app_grant(ref, record)
+                record = self._seed_app_grant(ref)
             self.cache.put(ref, record)
         if record is not None and not record["access_token"]:
             raise ReauthenticationRequired(
