@@ -112,6 +112,31 @@ def sign_in(http: urllib3.PoolManager, server: GunicornServer, user: str | None 
     return SimpleCookie(callback.headers["Set-Cookie"])["session"].value
 
 
+def expiry_rounds(
+    platform: SparkPlatform,
+    http: urllib3.PoolManager,
+    hosts: tuple[GunicornServer, ...],
+    path: str,
+    headers: dict[str, str],
+    latency: float,
+) -> Iterator[None]:
+    """Bursts of 2, 16 and 50 requests to ``path``, spread over ``hosts``, two expiries
+    each: every token expired, the refresh slowed by ``latency``, all requests released
+    together. Asserts every answer is 200 and exactly one refresh reached the platform per
+    expiry; yields after each round, for the caller's own checks."""
+    expiries = 0
+    for size in (2, 16, 50):
+        urls = [f"{hosts[i % len(hosts)].url}{path}" for i in range(size)]
+        for _ in range(2):
+            platform.expire_all()
+            if latency:
+                platform.add_fault(Fault("grant", "delay", delay=latency))
+            assert burst(http, urls, headers) == [200] * size
+            expiries += 1
+            assert platform.stats.refreshes == expiries
+            yield
+
+
 def stored_record(redis_url: str, cookie: str) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
     try:
@@ -138,21 +163,14 @@ def test_bursts_refresh_once_per_expiry_across_two_hosts(
     first, second = two_hosts(spark_platform, env, servers)
     cookie = sign_in(http, first)
     headers = {"Cookie": f"session={cookie}"}
-    expiries = 0
-    for size in (2, 16, 50):
-        urls = [f"{(first, second)[i % 2].url}/account" for i in range(size)]
-        for _ in range(2):
-            spark_platform.expire_all()
-            if latency:
-                spark_platform.add_fault(Fault("grant", "delay", delay=latency))
-            assert burst(http, urls, headers) == [200] * size
-            expiries += 1
-            assert spark_platform.stats.refreshes == expiries
-            record = stored_record(redis_server.url, cookie)
-            live = spark_platform.grant_for(record["access_token"])
-            assert record["refresh_token"] == live.refresh_token  # the newest one
+    rounds = expiry_rounds(spark_platform, http, (first, second), "/account", headers, latency)
+    for _ in rounds:
+        record = stored_record(redis_server.url, cookie)
+        live = spark_platform.grant_for(record["access_token"])
+        assert record["refresh_token"] == live.refresh_token  # the newest one
     assert spark_platform.stats.rejected_refreshes == 0
-    assert spark_platform.stats.grant_calls == expiries + 1  # the code exchange, then one each
+    # six expiries: the code exchange, then one refresh each
+    assert spark_platform.stats.grant_calls == 6 + 1
 
 
 def test_many_sessions_at_once_never_get_each_others_tokens(
@@ -231,15 +249,8 @@ def test_app_wide_token_bursts_refresh_once_per_expiry_in_total(
     pair = spark_platform.issue_tokens()
     env = app_wide_env(spark_platform, redis_server, pair, SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS)
     first, second = two_hosts(spark_platform, env, servers)
-    expiries = 0
-    for size in (2, 16, 50):
-        urls = [f"{(first, second)[i % 2].url}/app-account" for i in range(size)]
-        for _ in range(2):
-            spark_platform.expire_all()
-            spark_platform.add_fault(Fault("grant", "delay", delay=0.2))
-            assert burst(http, urls, {}) == [200] * size
-            expiries += 1
-            assert spark_platform.stats.refreshes == expiries
+    for _ in expiry_rounds(spark_platform, http, (first, second), "/app-account", {}, 0.2):
+        pass  # each round asserts itself
     assert spark_platform.stats.rejected_refreshes == 0
 
 
