@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import redis
@@ -22,6 +22,7 @@ from flask_spark import Spark
 from flask_spark.testing import SparkPlatform
 
 from .redis_server import RedisServer
+from .store_fixtures import *  # noqa: F403
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,7 @@ def make_app(
     made: list[Flask] = []
 
     def factory(session_type: str = "redis", spark: Spark | None = None, **config: Any) -> Flask:
-        app = Flask("portal")
+        app = Flask("portal", instance_path=str(tmp_path / "instance"))
         app.config.update(
             SECRET_KEY="test-secret-key",
             SESSION_TYPE=session_type,
@@ -80,6 +81,7 @@ def make_app(
     yield factory
     for app in made:
         app.extensions["spark"].transport.close()
+        app.extensions["spark"].tokens.store.close()
         redis_conn = app.config.get("SESSION_REDIS")
         if redis_conn is not None:
             redis_conn.close()
@@ -130,23 +132,48 @@ class Browser:
         assert response.status_code == 302, response.status_code
         return response.headers["Location"]
 
-    def authorize(self, authorization_url: str) -> tuple[str, dict[str, str]]:
-        """Visit the platform; returns the callback path+query and its parameters."""
-        reply = self.request("GET", authorization_url)
+    def authorize(
+        self, authorization_url: str, user: str | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """Visit the platform (approving as ``user`` on its consent page when given);
+        returns the callback path+query and its parameters."""
+        if user is None:
+            reply = self.request("GET", authorization_url)
+        else:
+            parts = urlsplit(authorization_url)
+            fields = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            fields.update(decision="approve", user=user)
+            reply = self.request(
+                "POST",
+                f"{parts.scheme}://{parts.netloc}{parts.path}",
+                body=urlencode(fields).encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
         assert reply.status == 302, (reply.status, reply.data[:300])
         location = reply.headers["Location"]
         parts = urlsplit(location)
         params = {k: v[0] for k, v in parse_qs(parts.query).items()}
         return f"{parts.path}?{parts.query}", params
 
-    def sign_in(self, next_path: str | None = None) -> Any:
+    def sign_in(self, next_path: str | None = None, user: str | None = None) -> Any:
         """The whole flow; returns the response of /callback."""
         login = "/login" if next_path is None else f"/login?next={next_path}"
-        callback, _ = self.authorize(self.start_login(login))
+        callback, _ = self.authorize(self.start_login(login), user)
         return self.client.get(callback)
 
     def close(self) -> None:
         pass
+
+
+def grant_of(app: Flask, client: FlaskClient, scope: str = "idx") -> Any:
+    """The grant a test client's browser session is bound to for ``scope`` (or ``None``),
+    read fresh from the grant store."""
+    with client.session_transaction() as sess:
+        binding = (sess.get("_spark") or {}).get("b", {}).get(scope)
+    if binding is None:
+        return None
+    state = app.extensions["spark"]
+    return state.tokens.resolve(binding, state.session_ttl)
 
 
 @pytest.fixture

@@ -1,0 +1,530 @@
+"""Grants in SQL tables through SQLAlchemy Core: SQLite (the embedded default), PostgreSQL
+and MariaDB/MySQL with one implementation.
+
+Every compare-and-set is a single ``UPDATE ... WHERE`` whose matched-row count says who
+won, so no transaction isolation level, row lock or second lock service is needed: plain
+autocommit statements are atomic on every one of these databases. SQLite runs in WAL mode
+with a busy timeout, so the processes of one host share the file safely.
+
+Tables (``spark_`` prefix by default)::
+
+    spark_grants    id (PK), client_id, account_id, scope, access_token, refresh_token,
+                    expires_at, obtained_at, redirect_uri, account (JSON), lease_holder,
+                    lease_until, created_at, updated_at, last_used_at
+    spark_bindings  id (PK, SHA-256 of the binding id), grant_id, account_id, scope,
+                    created_at, last_used_at, expires_at
+    spark_pending   id (PK, SHA-256 of the state), record (JSON), keep_until
+    spark_markers   id (PK, SHA-256 of the name), expires_at
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ..errors import StoreUnavailable
+from .base import (
+    TOUCH_INTERVAL,
+    Binding,
+    Grant,
+    GrantKey,
+    binding_digest,
+    marker_digest,
+    new_secret,
+    state_digest,
+)
+
+#: Seconds between two sweeps of expired pending sign-ins and markers, per process.
+SWEEP_INTERVAL = 60.0
+#: Tries at creating the tables while other processes may be creating them too.
+_CREATE_ATTEMPTS = 5
+#: Milliseconds SQLite waits for another process's write before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table, sa.Table]:
+    meta = sa.MetaData()
+    grants = sa.Table(
+        f"{prefix}grants",
+        meta,
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("client_id", sa.String(255), nullable=False, index=True),
+        sa.Column("account_id", sa.String(128), nullable=False),
+        sa.Column("scope", sa.String(128), nullable=False),
+        sa.Column("access_token", sa.Text, nullable=False),
+        sa.Column("refresh_token", sa.Text, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=False),
+        sa.Column("obtained_at", sa.Double, nullable=False),
+        sa.Column("redirect_uri", sa.Text),
+        sa.Column("account", sa.Text, nullable=False),
+        sa.Column("lease_holder", sa.String(64)),
+        sa.Column("lease_until", sa.Double, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+        sa.Column("last_used_at", sa.Double, nullable=False),
+    )
+    bindings = sa.Table(
+        f"{prefix}bindings",
+        meta,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("grant_id", sa.String(32), nullable=False, index=True),
+        sa.Column("account_id", sa.String(128), nullable=False),
+        sa.Column("scope", sa.String(128), nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("last_used_at", sa.Double, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    )
+    pending = sa.Table(
+        f"{prefix}pending",
+        meta,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.Column("keep_until", sa.Double, nullable=False, index=True),
+    )
+    markers = sa.Table(
+        f"{prefix}markers",
+        meta,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    )
+    return meta, grants, bindings, pending, markers
+
+
+def sqlite_engine(path: str) -> Engine:
+    """An engine for the SQLite file ``path`` set up for several processes of one host:
+    WAL journal, a busy timeout, and a fresh pool in each forked child."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # Readable by this user only (SQLite makes its -wal and -shm files alike).
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    engine = sa.create_engine(f"sqlite:///{path}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    return engine
+
+
+_OWN_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_pools_after_fork() -> None:
+    for engine in list(_OWN_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+class SQLGrantStore:
+    """:class:`~flask_spark.stores.base.GrantStore` in four SQL tables.
+
+    :param engine: an SQLAlchemy :class:`~sqlalchemy.engine.Engine` (an app's own, or
+        Flask-SQLAlchemy's ``db.engine``), or a database URL such as
+        ``sqlite:////srv/app/instance/spark-grants.sqlite3``,
+        ``postgresql+psycopg://app@db/app`` or ``mysql+pymysql://app@db/app``.
+    :param table_prefix: the tables' name prefix.
+    :param create_tables: create missing tables on first use.
+    """
+
+    def __init__(
+        self,
+        engine: Engine | str,
+        *,
+        table_prefix: str = "spark_",
+        create_tables: bool = True,
+    ) -> None:
+        if isinstance(engine, str):
+            url = sa.engine.make_url(engine)
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                engine = sqlite_engine(url.database)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            _OWN_ENGINES.add(engine)
+            self._owns_engine = True
+        else:
+            self._owns_engine = False
+        self.engine = engine
+        self._meta, self._grants, self._bindings, self._pending, self._markers = _tables(
+            table_prefix
+        )
+        b, g = self._bindings.c, self._grants.c
+        # Built once: the statement every request of a signed-in browser runs.
+        self._resolve_query = (
+            sa.select(
+                self._grants,
+                b.created_at.label("binding_created_at"),
+                b.last_used_at.label("binding_used_at"),
+            )
+            .select_from(self._bindings.join(self._grants, b.grant_id == g.id))
+            .where(b.id == sa.bindparam("binding"), b.expires_at > sa.bindparam("now"))
+        )
+        self._create = create_tables
+        self._ready = not create_tables
+        self._ready_lock = threading.Lock()
+        self._last_sweep = 0.0
+
+    def __repr__(self) -> str:
+        return f"<SQLGrantStore {self.engine.url.get_backend_name()}>"
+
+    def _same(self, column: sa.ColumnElement[Any], value: str | None) -> sa.ColumnElement[bool]:
+        """``column = value``, character for character. MySQL and MariaDB compare text by
+        its collation, which by default ignores case and trailing spaces: there the bytes
+        are compared as well (the plain comparison still lets an index be used)."""
+        if value is None:
+            return column.is_(None)
+        if self.engine.dialect.name not in ("mysql", "mariadb"):
+            return column == value
+        exact = sa.cast(column, sa.LargeBinary) == sa.cast(
+            sa.literal(value, sa.Text), sa.LargeBinary
+        )
+        return sa.and_(column == value, exact)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, *, begin: bool = False) -> Iterator[Connection]:
+        """A connection in autocommit-per-statement use, or one transaction with
+        ``begin``; the database's own errors become :class:`StoreUnavailable`."""
+        try:
+            if not self._ready:
+                self._create_tables()
+            if begin:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with self.engine.connect() as conn:
+                    yield conn
+                    conn.commit()
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"Grant store unavailable ({type(exc).__name__})") from None
+
+    def _create_tables(self) -> None:
+        with self._ready_lock:
+            if self._ready:
+                return
+            for attempt in range(_CREATE_ATTEMPTS):
+                try:
+                    self._meta.create_all(self.engine, checkfirst=True)
+                    break
+                except SQLAlchemyError:
+                    # Another process created one meanwhile ("already exists"): look again.
+                    if attempt + 1 == _CREATE_ATTEMPTS:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            self._ready = True
+
+    def _row_to_grant(self, row: Any, client_id: str | None = None) -> Grant:
+        m = row._mapping
+        try:
+            account = json.loads(m["account"])
+        except ValueError:
+            account = {}
+        return Grant(
+            key=GrantKey(client_id or m["client_id"], m["account_id"], m["scope"]),
+            access_token=m["access_token"],
+            refresh_token=m["refresh_token"],
+            expires_at=m["expires_at"],
+            obtained_at=m["obtained_at"],
+            redirect_uri=m["redirect_uri"],
+            account=account if isinstance(account, dict) else {},
+            lease_holder=m["lease_holder"],
+            lease_until=m["lease_until"],
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            last_used_at=m["last_used_at"],
+        )
+
+    def _sweep(self, conn: Connection, now: float) -> None:
+        if now - self._last_sweep < SWEEP_INTERVAL:
+            return
+        self._last_sweep = now
+        conn.execute(sa.delete(self._pending).where(self._pending.c.keep_until <= now))
+        conn.execute(sa.delete(self._markers).where(self._markers.c.expires_at <= now))
+        conn.execute(sa.delete(self._bindings).where(self._bindings.c.expires_at <= now))
+
+    # -- grants --------------------------------------------------------------------------
+
+    def get(self, key: GrantKey) -> Grant | None:
+        with self._connect() as conn:
+            row = conn.execute(sa.select(self._grants).where(self._grants.c.id == key.id)).first()
+        return None if row is None else self._row_to_grant(row)
+
+    def _insert(self, conn: Connection, grant: Grant) -> None:
+        conn.execute(
+            sa.insert(self._grants).values(
+                id=grant.key.id,
+                client_id=grant.key.client_id,
+                account_id=grant.key.account_id,
+                scope=grant.key.scope,
+                access_token=grant.access_token,
+                refresh_token=grant.refresh_token,
+                expires_at=grant.expires_at,
+                obtained_at=grant.obtained_at,
+                redirect_uri=grant.redirect_uri,
+                account=json.dumps(grant.account),
+                lease_holder=None,
+                lease_until=0.0,
+                created_at=grant.created_at,
+                updated_at=grant.updated_at,
+                last_used_at=grant.last_used_at,
+            )
+        )
+
+    def add(self, grant: Grant) -> bool:
+        with self._connect() as conn:
+            try:
+                self._insert(conn, grant)
+            except IntegrityError:
+                conn.rollback()
+                return False
+        return True
+
+    def put(self, grant: Grant) -> Grant | None:
+        g = self._grants.c
+        values = {
+            "access_token": grant.access_token,
+            "refresh_token": grant.refresh_token,
+            "expires_at": grant.expires_at,
+            "obtained_at": grant.obtained_at,
+            "redirect_uri": grant.redirect_uri,
+            "account": json.dumps(grant.account),
+            "lease_holder": None,
+            "lease_until": 0.0,
+            "updated_at": grant.updated_at,
+        }
+        while True:  # compare-and-set on the tokens read, until no other writer interferes
+            old = self.get(grant.key)
+            with self._connect() as conn:
+                if old is None:
+                    try:
+                        self._insert(conn, grant)
+                    except IntegrityError:
+                        conn.rollback()
+                        continue
+                    return None
+                done = conn.execute(
+                    sa.update(self._grants)
+                    .where(
+                        g.id == grant.key.id,
+                        self._same(g.access_token, old.access_token),
+                        self._same(g.refresh_token, old.refresh_token),
+                    )
+                    .values(**values)
+                ).rowcount
+            if done:
+                return old
+
+    def take_lease(
+        self, key: GrantKey, stale_access_token: str, holder: str, until: float, now: float
+    ) -> tuple[bool, Grant | None]:
+        g = self._grants.c
+        with self._connect() as conn:
+            won = conn.execute(
+                sa.update(self._grants)
+                .where(
+                    g.id == key.id,
+                    self._same(g.access_token, stale_access_token),
+                    sa.or_(
+                        g.lease_holder.is_(None),
+                        g.lease_until <= now,
+                        self._same(g.lease_holder, holder),
+                    ),
+                )
+                .values(lease_holder=holder, lease_until=until)
+            ).rowcount
+            row = conn.execute(sa.select(self._grants).where(g.id == key.id)).first()
+        return bool(won), None if row is None else self._row_to_grant(row)
+
+    def finish_refresh(self, key: GrantKey, stale_access_token: str, grant: Grant) -> bool:
+        g = self._grants.c
+        ours = self._same(g.lease_holder, grant.lease_holder)
+        with self._connect() as conn:
+            done = conn.execute(
+                sa.update(self._grants)
+                .where(
+                    g.id == key.id,
+                    sa.or_(
+                        self._same(g.access_token, stale_access_token),
+                        self._same(g.access_token, grant.access_token),  # a retry
+                    ),
+                )
+                # In this order: MySQL and MariaDB evaluate each assignment on the row as
+                # the assignments before it left it, so lease_holder is changed last.
+                .ordered_values(
+                    (g.access_token, grant.access_token),
+                    (g.refresh_token, grant.refresh_token),
+                    (g.expires_at, grant.expires_at),
+                    (g.obtained_at, grant.obtained_at),
+                    (g.updated_at, grant.updated_at),
+                    (g.lease_until, sa.case((ours, 0.0), else_=g.lease_until)),
+                    (g.lease_holder, sa.case((ours, sa.null()), else_=g.lease_holder)),
+                )
+            ).rowcount
+        return bool(done)
+
+    def release_lease(self, key: GrantKey, holder: str) -> None:
+        g = self._grants.c
+        with self._connect() as conn:
+            conn.execute(
+                sa.update(self._grants)
+                .where(g.id == key.id, self._same(g.lease_holder, holder))
+                .values(lease_holder=None, lease_until=0.0)
+            )
+
+    def end(self, key: GrantKey, access_token: str) -> bool:
+        g = self._grants.c
+        with self._connect() as conn:
+            done = conn.execute(
+                sa.update(self._grants)
+                .where(g.id == key.id, self._same(g.access_token, access_token))
+                .values(access_token="", refresh_token="", lease_holder=None, lease_until=0.0)
+            ).rowcount
+        return bool(done)
+
+    def delete(self, key: GrantKey) -> Grant | None:
+        with self._connect(begin=True) as conn:
+            row = conn.execute(sa.select(self._grants).where(self._grants.c.id == key.id)).first()
+            conn.execute(sa.delete(self._bindings).where(self._bindings.c.grant_id == key.id))
+            conn.execute(sa.delete(self._grants).where(self._grants.c.id == key.id))
+        return None if row is None else self._row_to_grant(row)
+
+    def grants(self, client_id: str) -> Iterator[Grant]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                sa.select(self._grants).where(self._same(self._grants.c.client_id, client_id))
+            ).all()
+        return iter([self._row_to_grant(row) for row in rows])
+
+    # -- bindings ------------------------------------------------------------------------
+
+    def bind(self, key: GrantKey, now: float, ttl: float) -> str | None:
+        binding_id = new_secret()
+        with self._connect() as conn:
+            exists = conn.execute(
+                sa.select(self._grants.c.id).where(self._grants.c.id == key.id)
+            ).first()
+            if exists is None:
+                return None
+            conn.execute(
+                sa.insert(self._bindings).values(
+                    id=binding_digest(binding_id),
+                    grant_id=key.id,
+                    account_id=key.account_id,
+                    scope=key.scope,
+                    created_at=now,
+                    last_used_at=now,
+                    expires_at=now + ttl,
+                )
+            )
+            self._sweep(conn, now)
+        return binding_id
+
+    def resolve(self, binding_id: str, now: float, ttl: float) -> tuple[Binding, Grant] | None:
+        b, g = self._bindings.c, self._grants.c
+        name = binding_digest(binding_id)
+        with self._connect() as conn:
+            row = conn.execute(self._resolve_query, {"binding": name, "now": now}).first()
+            if row is None:
+                return None
+            grant = self._row_to_grant(row)
+            used = row._mapping["binding_used_at"]
+            if now - used >= TOUCH_INTERVAL:
+                used = now
+                conn.execute(
+                    sa.update(self._bindings)
+                    .where(b.id == name)
+                    .values(last_used_at=now, expires_at=now + ttl)
+                )
+                conn.execute(
+                    sa.update(self._grants).where(g.id == grant.key.id).values(last_used_at=now)
+                )
+                grant = replace(grant, last_used_at=now)
+        binding = Binding(
+            grant.key.id,
+            grant.key.account_id,
+            grant.key.scope,
+            row._mapping["binding_created_at"],
+            used,
+        )
+        return binding, grant
+
+    def unbind(self, binding_id: str) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                sa.delete(self._bindings).where(self._bindings.c.id == binding_digest(binding_id))
+            )
+
+    # -- pending sign-ins and markers ----------------------------------------------------
+
+    def put_pending(self, state: str, record: dict[str, Any], expires_at: float) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                sa.insert(self._pending).values(
+                    id=state_digest(state), record=json.dumps(record), keep_until=expires_at
+                )
+            )
+            self._sweep(conn, time.time())
+
+    def take_pending(self, state: str, now: float) -> dict[str, Any] | None:
+        p = self._pending.c
+        name = state_digest(state)
+        with self._connect() as conn:
+            row = conn.execute(sa.select(p.record, p.keep_until).where(p.id == name)).first()
+            if row is None:
+                return None
+            # Exactly one caller deletes the row; only that one gets the record.
+            if not conn.execute(sa.delete(self._pending).where(p.id == name)).rowcount:
+                return None
+        if row.keep_until <= now:
+            return None
+        try:
+            record = json.loads(row.record)
+        except ValueError:
+            return None
+        return record if isinstance(record, dict) else None
+
+    def mark(self, name: str, expires_at: float) -> None:
+        m = self._markers.c
+        digest_ = marker_digest(name)
+        with self._connect() as conn:
+            updated = conn.execute(
+                sa.update(self._markers).where(m.id == digest_).values(expires_at=expires_at)
+            ).rowcount
+            if updated:
+                return
+            try:
+                conn.execute(sa.insert(self._markers).values(id=digest_, expires_at=expires_at))
+            except IntegrityError:  # another process marked it meanwhile: just as good
+                conn.rollback()
+
+    def marked(self, name: str, now: float) -> bool:
+        m = self._markers.c
+        with self._connect() as conn:
+            at = conn.execute(
+                sa.select(m.expires_at).where(m.id == marker_digest(name))
+            ).scalar_one_or_none()
+        return at is not None and at > now
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
