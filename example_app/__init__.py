@@ -215,8 +215,9 @@ def use_server_side_sessions(app: Flask, *, cookie_name: str, folder: str) -> No
         app.config.update(SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(redis_url))
     else:
         # SESSION_TYPE="filesystem" is deprecated in Flask-Session; cachelib's
-        # FileSystemCache is its replacement.
-        cache = FileSystemCache(os.path.join(app.instance_path, folder))
+        # FileSystemCache is its replacement. threshold=0: it never prunes live sessions
+        # (its default of 500 signs users out once more than 500 sessions exist).
+        cache = FileSystemCache(os.path.join(app.instance_path, folder), threshold=0)
         app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=cache)
     app.config.update(SESSION_COOKIE_NAME=cookie_name, SESSION_KEY_PREFIX=f"{cookie_name}:")
     Session(app)

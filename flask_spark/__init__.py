@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
+from .account import SparkAccount
+from .admin import GrantAdmin, GrantInfo
 from .client import SparkClient, SparkResponse
 from .errors import (
     ConfigurationError,
@@ -17,9 +19,18 @@ from .errors import (
     SparkError,
     StoreUnavailable,
 )
-from .extension import Spark, SparkWarning, spark_api, spark_login_required
+from .extension import (
+    Spark,
+    SparkWarning,
+    spark_account,
+    spark_api,
+    spark_login_required,
+    spark_user,
+)
 from .signals import logged_out, login_failed, token_obtained, token_refreshed
-from .store import CacheLibTokenStore, RedisTokenStore, TokenStore
+from .stores import GrantStore, MemoryGrantStore
+from .stores.redis import RedisGrantStore
+from .stores.sql import SQLGrantStore
 
 try:
     __version__ = _version("Flask-Spark")
@@ -27,27 +38,33 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was never 
     __version__ = "0.0.0"
 
 __all__ = [
-    "CacheLibTokenStore",
     "ConfigurationError",
+    "GrantAdmin",
     "GrantError",
+    "GrantInfo",
+    "GrantStore",
+    "MemoryGrantStore",
     "NotSignedIn",
     "PlatformUnavailable",
     "RateLimited",
     "ReauthenticationRequired",
-    "RedisTokenStore",
+    "RedisGrantStore",
+    "SQLGrantStore",
     "Spark",
     "SparkAPIError",
+    "SparkAccount",
     "SparkClient",
     "SparkError",
     "SparkResponse",
     "SparkWarning",
     "StoreUnavailable",
-    "TokenStore",
     "__version__",
     "logged_out",
     "login_failed",
+    "spark_account",
     "spark_api",
     "spark_login_required",
+    "spark_user",
     "token_obtained",
     "token_refreshed",
 ]

@@ -6,7 +6,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -22,10 +22,13 @@ from .errors import (
     SparkAPIError,
     StoreUnavailable,
 )
-from .grant import TokenRecord
 from .signals import token_refreshed
-from .tokens import GrantRef, TokenManager
+from .stores.base import Grant
+from .tokens import TokenManager
 from .transport import Reply, Transport
+
+#: Finds the grant a client calls with: ``(grant, belongs_to_a_signed_in_user)``.
+GrantLoader = Callable[[], "tuple[Grant | None, bool]"]
 
 Renewal = Literal["refreshed", "adopted"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -105,9 +108,10 @@ def _spark_code(envelope: dict[str, Any] | None) -> int | None:
 class SparkClient:
     """Calls the Spark API with the tokens of one grant.
 
-    Made by :data:`~flask_spark.spark_api` at most once per request; not meant to outlive
-    it. ``get``/``post``/``put``/``delete`` return ``D.Results``; :meth:`request` returns
-    the whole :class:`SparkResponse`.
+    :data:`~flask_spark.spark_api` makes one per request, and
+    :meth:`~flask_spark.Spark.client_for` one per job; not meant to outlive either.
+    ``get``/``post``/``put``/``delete`` return ``D.Results``; :meth:`request` returns the
+    whole :class:`SparkResponse`.
     """
 
     def __init__(
@@ -116,55 +120,44 @@ class SparkClient:
         config: SparkConfig,
         transport: Transport,
         tokens: TokenManager,
-        user: GrantRef | None,
-        app_wide: GrantRef | None,
+        loader: GrantLoader,
     ) -> None:
         self._app = app
         self._config = config
         self._transport = transport
         self._tokens = tokens
-        self._user = user
-        self._app_wide = app_wide
-        self._ref: GrantRef | None = None
-        self._record: TokenRecord | None = None
+        self._loader = loader
+        self._grant: Grant | None = None
+        self._is_user = False
         self._loaded = False
-        self._app_refused = False
         self._base_headers = {
             "Accept": "application/json",
             "X-SparkApi-User-Agent": config.user_agent,
         }
 
+    def __repr__(self) -> str:
+        who = "unloaded" if not self._loaded else repr(self._grant.key if self._grant else None)
+        return f"<SparkClient {who}>"
+
     # -- who ------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        if self._user is not None:
-            record = self._tokens.load(self._user)
-            if record is not None:
-                self._ref, self._record = self._user, record
-                return
-        if self._app_wide is not None:
-            try:
-                self._record = self._tokens.load(self._app_wide)
-            except ReauthenticationRequired:
-                self._app_refused = True  # raised by a call, not by a mere check
-                return
-            self._ref = self._app_wide
+        if not self._loaded:
+            self._grant, self._is_user = self._loader()
+            self._loaded = True
 
     @property
     def authenticated(self) -> bool:
-        """Whether the current browser session is signed in to this portal (the app-wide
-        token of single-session keys does not count)."""
+        """Whether a signed-in user's grant (for the current portal) is behind this client:
+        the app-wide token of single-session keys does not count."""
         self._load()
-        return self._ref is not None and self._ref is self._user
+        return self._grant is not None and self._is_user and not self._grant.ended
 
     @property
     def available(self) -> bool:
         """Whether calls can be made: a signed-in user or single-session keys."""
         self._load()
-        return self._record is not None
+        return self._grant is not None and not self._grant.ended
 
     # -- calls ----------------------------------------------------------------------
 
@@ -224,19 +217,19 @@ class SparkClient:
                 url = f"{url}?{query}"
         body = None if data is None else json.dumps({"D": data}).encode()
         self._load()
-        if self._record is None or self._ref is None:
-            if self._app_refused:
-                raise ReauthenticationRequired(
-                    "The single-session tokens were refused; configure a new pair"
-                )
+        if self._grant is None:
             raise NotSignedIn()
-        if self._tokens.is_due(self._record):
+        if self._grant.ended:
+            raise ReauthenticationRequired(
+                "The single-session tokens were refused; configure a new pair"
+            )
+        if self._tokens.is_due(self._grant):
             try:
                 self._refresh()
             except (PlatformUnavailable, StoreUnavailable):
                 # Early, inside the leeway: the current token still works, so use it; a
                 # real expiry comes back as 1020 and is refreshed then.
-                if time.time() >= self._record["expires_at"]:
+                if time.time() >= self._grant.expires_at:
                     raise
         reply = self._send(method, url, body)
         # At most two retries and one refresh at the platform: a token another request
@@ -250,9 +243,14 @@ class SparkClient:
             reply = self._send(method, url, body)
             if renewal == "refreshed":
                 break
-        if reply.status == 401 and self._code(reply) == CODE_TOKEN_EXPIRED:
+        code = self._code(reply)
+        if reply.status == 401 and code == CODE_TOKEN_EXPIRED:
             raise ReauthenticationRequired("The platform still reports the token expired")
-        return self._result(reply)
+        if reply.status == 401 and code == CODE_INVALID_KEY:
+            # The grant was revoked (sign-out elsewhere, or at the platform).
+            self._tokens.discard(self._grant)
+            raise ReauthenticationRequired("The platform no longer accepts this sign-in")
+        return _result(reply)
 
     # -- internals ------------------------------------------------------------------
 
@@ -262,32 +260,39 @@ class SparkClient:
         Code 1020 (expired): the server's word beats our clock, so refresh (single flight:
         another request may already have, and then its token is used). Code 1000 (unknown
         token): another request may have refreshed meanwhile, which kills the old access
-        token; use the stored one if it changed.
+        token; use the stored one if it changed, or wait for the refresh still under way
+        (its holder may be saving through a store failover).
         """
         if code == CODE_TOKEN_EXPIRED:
             return "refreshed" if self._refresh() else "adopted"
         if code == CODE_INVALID_KEY:
-            assert self._ref is not None
-            assert self._record is not None
-            stored = self._tokens.load(self._ref, fresh=True)
-            if stored is not None and stored["access_token"] != self._record["access_token"]:
-                self._record = stored
+            assert self._grant is not None
+            stored = self._tokens.get(self._grant.key, fresh=True)
+            if stored is not None and stored.access_token not in ("", self._grant.access_token):
+                self._grant = stored
                 return "adopted"
+            if stored is not None and stored.lease_until > time.time():
+                return "refreshed" if self._refresh() else "adopted"
         return None
 
     def _refresh(self) -> bool:
         """Refresh (single flight); whether this call reached the platform."""
-        assert self._ref is not None
-        assert self._record is not None
-        self._record, refreshed = self._tokens.refresh(self._ref, self._record)
+        assert self._grant is not None
+        self._grant, refreshed = self._tokens.refresh(self._grant)
         if refreshed:
-            token_refreshed.send(self._app, scope=self._ref.scope, app_wide=self._ref.is_app)
+            key = self._grant.key
+            token_refreshed.send(
+                self._app,
+                scope=key.scope,
+                app_wide=key == self._tokens.app_key,
+                account_id=None if key == self._tokens.app_key else key.account_id,
+            )
         return refreshed
 
     def _send(self, method: str, url: str, body: bytes | None) -> Reply:
-        assert self._record is not None
+        assert self._grant is not None
         headers = dict(self._base_headers)
-        headers["Authorization"] = f"OAuth {self._record['access_token']}"
+        headers["Authorization"] = f"OAuth {self._grant.access_token}"
         if body is not None:
             headers["Content-Type"] = "application/json"
         attempts = 1 + (self._config.retries if method in _IDEMPOTENT else 0)
@@ -314,35 +319,30 @@ class SparkClient:
     def _code(reply: Reply) -> int | None:
         return _spark_code(_envelope(reply))
 
-    def _result(self, reply: Reply) -> SparkResponse:
-        envelope = _envelope(reply)
-        if 200 <= reply.status < 300:
-            if envelope is None:
-                if not reply.body.strip():
-                    return SparkResponse(reply.status, {"Success": True})
-                raise PlatformUnavailable(
-                    f"The Spark API answered HTTP {reply.status} without a D envelope"
-                )
-            if envelope.get("Success") is not False:
-                return SparkResponse(reply.status, envelope)
-        code = _spark_code(envelope)
-        message = envelope.get("Message") if envelope else None
-        if not isinstance(message, str):
-            message = f"HTTP {reply.status}"
-        message = message[:500]
-        if code == CODE_RATE_LIMITED or reply.status == 429:
-            raise RateLimited(
-                reply.status, code, message, envelope, retry_after=reply.retry_after()
-            )
-        if reply.status >= 500:
-            detail = "" if code is None else f", code {code}"
+
+def _result(reply: Reply) -> SparkResponse:
+    """The answer as a :class:`SparkResponse`, or the typed error it means."""
+    envelope = _envelope(reply)
+    if 200 <= reply.status < 300:
+        if envelope is None:
+            if not reply.body.strip():
+                return SparkResponse(reply.status, {"Success": True})
             raise PlatformUnavailable(
-                f"The Spark API answered HTTP {reply.status}{detail}",
-                retry_after=reply.retry_after(),
+                f"The Spark API answered HTTP {reply.status} without a D envelope"
             )
-        if reply.status == 401 and code == CODE_INVALID_KEY and self._ref is not None:
-            # The grant was revoked (sign-out elsewhere, or at the platform).
-            assert self._record is not None
-            self._tokens.discard(self._ref, self._record)
-            raise ReauthenticationRequired("The platform no longer accepts this sign-in")
-        raise SparkAPIError(reply.status, code, message, envelope)
+        if envelope.get("Success") is not False:
+            return SparkResponse(reply.status, envelope)
+    code = _spark_code(envelope)
+    message = envelope.get("Message") if envelope else None
+    if not isinstance(message, str):
+        message = f"HTTP {reply.status}"
+    message = message[:500]
+    if code == CODE_RATE_LIMITED or reply.status == 429:
+        raise RateLimited(reply.status, code, message, envelope, retry_after=reply.retry_after())
+    if reply.status >= 500:
+        detail = "" if code is None else f", code {code}"
+        raise PlatformUnavailable(
+            f"The Spark API answered HTTP {reply.status}{detail}",
+            retry_after=reply.retry_after(),
+        )
+    raise SparkAPIError(reply.status, code, message, envelope)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -29,8 +29,6 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_TOKEN_LEEWAY = 60
 #: Seconds a pending sign-in (its ``state``) stays valid.
 DEFAULT_STATE_LIFETIME = 600
-#: How many sign-ins may be pending at once in one browser session (tabs, double clicks).
-DEFAULT_MAX_PENDING_LOGINS = 5
 #: Extra attempts for idempotent calls answered 429/503 or code 1550.
 DEFAULT_RETRIES = 2
 #: Longest ``Retry-After`` honoured by waiting; longer ones raise ``RateLimited`` at once.
@@ -39,8 +37,8 @@ DEFAULT_MAX_RETRY_WAIT = 5.0
 DEFAULT_POOL_SIZE = 16
 #: Seconds a process may reuse a token record it read, before reading the store again.
 DEFAULT_TOKEN_CACHE_SECONDS = 5.0
-#: The refresh lock lives ``2 x SPARK_TIMEOUT`` plus this many seconds unless set.
-REFRESH_LOCK_MARGIN = 5.0
+#: The refresh lease lasts ``2 x SPARK_TIMEOUT`` plus this many seconds unless set.
+REFRESH_LEASE_MARGIN = 5.0
 
 _ROLES: tuple[Role, ...] = ("idx", "vow", "private")
 _PORTAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -52,7 +50,7 @@ class SparkConfig:
     """The validated configuration of one app, kept in ``app.extensions["spark"]``."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     redirect_uri: str | None
     role: Role
     portal: str | None
@@ -65,15 +63,16 @@ class SparkConfig:
     ca_certs: str | None
     token_leeway: float
     state_lifetime: float
-    max_pending_logins: int
     retries: int
     max_retry_wait: float
     pool_size: int
     token_cache_seconds: float
-    refresh_lock_seconds: float
-    access_token: str | None
-    refresh_token: str | None
+    refresh_lease_seconds: float
+    access_token: str | None = field(repr=False)
+    refresh_token: str | None = field(repr=False)
     one_portal_per_session: bool
+    logout_ends_grant: bool
+    grant_store: str | None = field(repr=False)
 
     @property
     def grant_url(self) -> str:
@@ -239,17 +238,31 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         ca_certs=ca_certs,
         token_leeway=_number(config, "SPARK_TOKEN_LEEWAY", DEFAULT_TOKEN_LEEWAY, 0),
         state_lifetime=_number(config, "SPARK_STATE_LIFETIME", DEFAULT_STATE_LIFETIME, 1),
-        max_pending_logins=_int(config, "SPARK_MAX_PENDING_LOGINS", DEFAULT_MAX_PENDING_LOGINS, 1),
         retries=_int(config, "SPARK_RETRIES", DEFAULT_RETRIES, 0),
         max_retry_wait=_number(config, "SPARK_MAX_RETRY_WAIT", DEFAULT_MAX_RETRY_WAIT, 0),
         pool_size=_int(config, "SPARK_POOL_SIZE", DEFAULT_POOL_SIZE, 1),
         token_cache_seconds=_number(
             config, "SPARK_TOKEN_CACHE_SECONDS", DEFAULT_TOKEN_CACHE_SECONDS, 0
         ),
-        refresh_lock_seconds=_number(
-            config, "SPARK_REFRESH_LOCK_SECONDS", timeout * 2 + REFRESH_LOCK_MARGIN, 0.1
+        refresh_lease_seconds=_number(
+            config, "SPARK_REFRESH_LEASE_SECONDS", timeout * 2 + REFRESH_LEASE_MARGIN, 0.1
         ),
         access_token=access_token,
         refresh_token=refresh_token,
         one_portal_per_session=_bool(config, "SPARK_ONE_PORTAL_PER_SESSION", False),
+        logout_ends_grant=_bool(config, "SPARK_LOGOUT_ENDS_GRANT", True),
+        grant_store=_grant_store(config),
     )
+
+
+def _grant_store(config: Mapping[str, Any]) -> str | None:
+    """``SPARK_GRANT_STORE``: a URL, or unset (the default store)."""
+    value = config.get("SPARK_GRANT_STORE")
+    if value is None:
+        return None
+    if not isinstance(value, str) or "://" not in value:
+        raise ConfigurationError(
+            "SPARK_GRANT_STORE",
+            "must be a store URL such as sqlite:///grants.sqlite3 or redis://host",
+        )
+    return value

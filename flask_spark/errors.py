@@ -10,7 +10,7 @@ The tree::
      │    └── RateLimited            code 1550, with the platform's Retry-After
      ├── GrantError                  the grant endpoint refused a code or refresh token
      ├── PlatformUnavailable         timeout, connection error, 5xx or an unreadable body
-     └── StoreUnavailable            the token store (Redis, files) did not answer
+     └── StoreUnavailable            the session or grant store did not answer
 
 No message ever contains a token, code, state or the client secret: they carry the
 platform's error code and description, the HTTP status and the path, nothing more.
@@ -131,5 +131,6 @@ class PlatformUnavailable(SparkError):
 
 
 class StoreUnavailable(SparkError):
-    """The server-side token store or its lock did not answer. The default handler answers
-    503; no refresh ever happens without the lock."""
+    """The session store or the grant store did not answer (or a refresh lease could not
+    be had in time). The default handler answers 503; no refresh ever happens without the
+    lease."""

@@ -1,18 +1,22 @@
-"""The :class:`Spark` extension, the :data:`spark_api` proxy and :func:`spark_login_required`."""
+"""The :class:`Spark` extension, the request proxies and :func:`spark_login_required`."""
 
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g, has_request_context, session
+from flask import Flask, current_app, g, has_request_context
 from flask_session.base import ServerSideSessionInterface
 from werkzeug.exceptions import NotFound
 from werkzeug.local import LocalProxy
 
+from .account import SparkAccount
+from .admin import GrantAdmin
+from .cli import spark_command
 from .client import SparkClient
 from .config import SparkConfig, load_config, normalize_portal
 from .errors import (
@@ -25,13 +29,18 @@ from .errors import (
 )
 from .grant import GrantClient
 from .pages import unauthorized, unavailable
-from .sessions import guard_session_interface, require_session_store
-from .store import CacheLibTokenStore, RedisTokenStore, TokenStore
-from .tokens import GrantRef, TokenManager, session_owner
+from .sessions import guard_session_interface, require_session_store, session_bindings
+from .stores import GrantStore, store_from_url
+from .stores.base import Grant, GrantKey
+from .tokens import TokenManager
 from .transport import Transport
 
 PortalLoader = Callable[[], "str | None"]
+AccountLoader = Callable[[SparkAccount], Any]
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: File name of the embedded default grant store, in the app's instance folder.
+DEFAULT_SQLITE_NAME = "spark-grants.sqlite3"
 
 
 class SparkWarning(UserWarning):
@@ -47,8 +56,10 @@ class SparkState:
     transport: Transport
     grants: GrantClient
     tokens: TokenManager
-    portal_loader: PortalLoader | None
     session_ttl: int
+
+    def __repr__(self) -> str:
+        return f"<SparkState client_id={self.config.client_id!r} store={self.tokens.store!r}>"
 
 
 class Spark:
@@ -65,8 +76,8 @@ class Spark:
         ``/logout``) is mounted; the app root by default.
     :param portal_loader: VOW apps with several portals: a function returning the current
         request's portal name (see :meth:`portal_loader`).
-    :param token_store: where tokens live, for Flask-Session types other than ``redis``,
-        ``filesystem`` and ``cachelib``.
+    :param grant_store: where grants live, instead of the one ``SPARK_GRANT_STORE`` names
+        (see :mod:`flask_spark.stores`).
     """
 
     def __init__(
@@ -75,13 +86,17 @@ class Spark:
         *,
         url_prefix: str | None = None,
         portal_loader: PortalLoader | None = None,
-        token_store: TokenStore | None = None,
+        grant_store: GrantStore | None = None,
     ) -> None:
         self.url_prefix = url_prefix
         self._portal_loader = portal_loader
-        self._token_store = token_store
+        self._account_loader: AccountLoader | None = None
+        self._grant_store = grant_store
         if app is not None:
             self.init_app(app)
+
+    def __repr__(self) -> str:
+        return f"<Spark url_prefix={self.url_prefix!r}>"
 
     def portal_loader(self, loader: PortalLoader) -> PortalLoader:
         """Register the function that picks the VOW portal for the current request.
@@ -101,15 +116,26 @@ class Spark:
         self._portal_loader = loader
         return loader
 
+    def account_loader(self, loader: AccountLoader) -> AccountLoader:
+        """Register the function that maps the signed-in :class:`SparkAccount` to the
+        app's own user object, served as :data:`~flask_spark.spark_user`::
+
+            @spark.account_loader
+            def load_user(account):
+                return User.query.filter_by(spark_id=account.id).one_or_none()
+        """
+        self._account_loader = loader
+        return loader
+
     def init_app(self, app: Flask) -> None:
-        """Validate the ``SPARK_`` config, register the blueprint and the error handlers.
+        """Validate the ``SPARK_`` config, open the grant store, register the blueprint,
+        the error handlers and the ``flask spark`` commands.
 
         :raises ConfigurationError: a key is missing or malformed, or the app has no
             server-side session (Flask-Session).
         """
         config = load_config(app.config, has_portal_loader=self._portal_loader is not None)
-        store = self._token_store or _store_for(app)
-        guard_session_interface(app)
+        _require_server_side_sessions(app)
         if config.has_app_token and not config.redirect_uri:
             raise ConfigurationError(
                 "SPARK_REDIRECT_URI",
@@ -122,6 +148,8 @@ class Spark:
                 SparkWarning,
                 stacklevel=2,
             )
+        _warn_about(app)
+        store = self._grant_store or _store_for(app, config)
         transport = Transport(config.timeout, config.ca_certs, config.pool_size)
         grants = GrantClient(config, transport)
         app.extensions["spark"] = SparkState(
@@ -130,15 +158,107 @@ class Spark:
             transport=transport,
             grants=grants,
             tokens=TokenManager(config, store, grants),
-            portal_loader=self._portal_loader,
             session_ttl=max(1, int(app.permanent_session_lifetime.total_seconds())),
         )
+        guard_session_interface(app, _session_retired)
         from .views import make_blueprint
 
         app.register_blueprint(make_blueprint(), url_prefix=self.url_prefix)
+        app.cli.add_command(spark_command)
         _register_default_handler(app, NotSignedIn, lambda e: unauthorized())
         for error in (PlatformUnavailable, RateLimited, StoreUnavailable):
             _register_default_handler(app, error, unavailable)
+
+    # -- outside a request ---------------------------------------------------------------
+
+    @property
+    def grants(self) -> GrantAdmin:
+        """The current app's stored grants: ``spark.grants.list()``,
+        ``spark.grants.revoke(account_id)``."""
+        return GrantAdmin(spark_state())
+
+    def client_for(self, account_id: str, scope: str | None = None) -> SparkClient:
+        """The API client of ``account_id``'s stored grant, for jobs and commands (inside
+        an app context). Refreshes are single flight with the web requests of the same
+        account.
+
+        :param scope: ``"idx"``, ``"private"`` or ``"vow/<portal>"``; by default the
+            configured role's (and ``SPARK_PORTAL``'s).
+        :raises ValueError: a VOW app without ``SPARK_PORTAL`` and no ``scope``.
+        """
+        state = spark_state()
+        key = state.tokens.key(account_id, scope or default_scope(state.config))
+        return _client(state, lambda: (state.tokens.get(key), True))
+
+
+def default_scope(config: SparkConfig) -> str:
+    """The scope of the configured role: ``idx``, ``private`` or ``vow/<SPARK_PORTAL>``.
+
+    :raises ValueError: a VOW app without ``SPARK_PORTAL``.
+    """
+    if config.role != "vow":
+        return config.role
+    if config.portal is None:
+        raise ValueError('name the scope ("vow/<portal>"): SPARK_PORTAL is not set')
+    return f"vow/{config.portal}"
+
+
+def _require_server_side_sessions(app: Flask) -> None:
+    if not isinstance(app.session_interface, ServerSideSessionInterface):
+        raise ConfigurationError(
+            "SESSION_TYPE",
+            "Flask-Spark binds sign-ins to server-side sessions: set SESSION_TYPE and call "
+            "flask_session.Session(app) before Spark(app)",
+        )
+
+
+#: Keys of earlier builds that nothing reads any more, and what replaced them.
+_GONE_KEYS = {
+    "SPARK_REFRESH_LOCK_SECONDS": "SPARK_REFRESH_LEASE_SECONDS",
+    "SPARK_MAX_PENDING_LOGINS": None,
+}
+
+
+def _warn_about(app: Flask) -> None:
+    """Warn about settings that are ignored or that split the app's data."""
+    for key, successor in _GONE_KEYS.items():
+        if key in app.config:
+            instead = f"; use {successor}" if successor else ""
+            warnings.warn(f"{key} is no longer read{instead}.", SparkWarning, stacklevel=3)
+    client = app.config.get("SESSION_REDIS")
+    if (
+        app.config.get("SESSION_TYPE") == "redis"
+        and type(client).__name__ == "RedisCluster"
+        and app.config.get("SPARK_GRANT_STORE") is None
+    ):
+        warnings.warn(
+            "Flask-Session does not use a RedisCluster SESSION_REDIS (it falls back to a "
+            "local Redis); set SPARK_GRANT_STORE='redis+cluster://...' for the grants and "
+            "keep sessions in another store.",
+            SparkWarning,
+            stacklevel=3,
+        )
+
+
+def _store_for(app: Flask, config: SparkConfig) -> GrantStore:
+    """``SPARK_GRANT_STORE``; else Flask-Session's Redis client or SQLAlchemy engine; else
+    SQLite in the instance folder."""
+    if config.grant_store is not None:
+        return store_from_url(config.grant_store)
+    session_type = app.config.get("SESSION_TYPE")
+    if session_type == "redis" and app.config.get("SESSION_REDIS") is not None:
+        from .stores.redis import RedisGrantStore
+
+        return RedisGrantStore(app.config["SESSION_REDIS"])
+    if session_type == "sqlalchemy" and app.config.get("SESSION_SQLALCHEMY") is not None:
+        from .stores.sql import SQLGrantStore
+
+        with app.app_context():
+            engine = app.config["SESSION_SQLALCHEMY"].engine
+        return SQLGrantStore(engine)
+    from .stores.sql import SQLGrantStore
+
+    return SQLGrantStore(f"sqlite:///{os.path.join(app.instance_path, DEFAULT_SQLITE_NAME)}")
 
 
 def _register_default_handler(
@@ -152,25 +272,8 @@ def _register_default_handler(
         app.register_error_handler(error, handler)
 
 
-def _store_for(app: Flask) -> TokenStore:
-    interface: Any = app.session_interface
-    if not isinstance(interface, ServerSideSessionInterface):
-        raise ConfigurationError(
-            "SESSION_TYPE",
-            "Flask-Spark keeps tokens server-side: set SESSION_TYPE and call "
-            "flask_session.Session(app) before Spark(app)",
-        )
-    client = getattr(interface, "client", None)
-    if client is not None and type(client).__module__.startswith("redis"):
-        return RedisTokenStore(client, interface.key_prefix)
-    cache = getattr(interface, "cache", None)
-    if cache is not None:
-        return CacheLibTokenStore(cache)
-    raise ConfigurationError(
-        "SESSION_TYPE",
-        "Flask-Spark stores tokens with 'redis', 'filesystem' or 'cachelib' sessions; "
-        "for other types pass Spark(token_store=...)",
-    )
+def _session_retired(app: Flask, sid: str) -> bool:
+    return spark_state(app).tokens.session_retired(sid)
 
 
 def spark_state(app: Flask | None = None) -> SparkState:
@@ -198,7 +301,8 @@ def current_scope(state: SparkState | None = None) -> tuple[str, str | None]:
     if config.role != "vow":
         result: tuple[str, str | None] = (config.role, None)
     else:
-        portal = state.portal_loader() if state.portal_loader is not None else None
+        loader = state.extension._portal_loader
+        portal = loader() if loader is not None else None
         if portal is None:
             portal = config.portal
         else:
@@ -213,41 +317,73 @@ def current_scope(state: SparkState | None = None) -> tuple[str, str | None]:
     return result
 
 
-def user_grant(state: SparkState, scope: str) -> GrantRef | None:
-    """The current browser session's grant reference for ``scope``.
+def current_grant(state: SparkState | None = None) -> Grant | None:
+    """The grant the current browser session is bound to for the current portal, read
+    fresh from the store once per request.
 
-    :raises StoreUnavailable: the session store did not answer for this request.
+    :raises StoreUnavailable: the session or grant store did not answer.
     """
-    require_session_store()
-    sid = getattr(session, "sid", None)
-    if not sid:
-        return None
-    return GrantRef(session_owner(sid), scope, state.session_ttl)
+    cache: dict[str, Grant | None] = g.setdefault("_spark_grants", {})
+    state = state or spark_state()
+    scope, _ = current_scope(state)
+    if scope not in cache:
+        require_session_store()
+        binding = session_bindings().get(scope)
+        cache[scope] = (
+            None if binding is None else state.tokens.resolve(binding, state.session_ttl)
+        )
+    return cache[scope]
+
+
+def forget_current() -> None:
+    """Forget this request's grant and client (after a sign-in or sign-out changed them)."""
+    g.pop("_spark_grants", None)
+    g.pop("_spark_client", None)
+    g.pop("_spark_user", None)
+
+
+def _client(state: SparkState, loader: Callable[[], tuple[Grant | None, bool]]) -> SparkClient:
+    return SparkClient(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        state.config,
+        state.transport,
+        state.tokens,
+        loader,
+    )
+
+
+def _request_grant(state: SparkState) -> tuple[Grant | None, bool]:
+    """The signed-in user's grant for this portal, else the app-wide grant."""
+    if has_request_context():
+        user = current_grant(state)
+        if user is not None:
+            return user, True
+    key: GrantKey | None = state.tokens.app_key
+    return (None if key is None else state.tokens.get(key)), False
 
 
 def _get_client() -> SparkClient:
     client = g.get("_spark_client")
     if client is None:
         state = spark_state()
-        user = None
-        if has_request_context():
-            scope, _ = current_scope(state)
-            user = user_grant(state, scope)
-        client = SparkClient(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            state.config,
-            state.transport,
-            state.tokens,
-            user,
-            state.tokens.app_ref(),
-        )
+        client = _client(state, lambda: _request_grant(state))
         g._spark_client = client
     return cast(SparkClient, client)
 
 
-def reset_client() -> None:
-    """Forget this request's client (after a sign-in or sign-out changed the grant)."""
-    g.pop("_spark_client", None)
+def _get_account() -> SparkAccount | None:
+    if not has_request_context():
+        return None
+    grant = current_grant()
+    return None if grant is None else SparkAccount.from_grant(grant)
+
+
+def _get_user() -> Any:
+    if "_spark_user" not in g:
+        account = _get_account()
+        loader = spark_state().extension._account_loader
+        g._spark_user = None if account is None or loader is None else loader(account)
+    return g._spark_user
 
 
 #: The Spark API client of the current request: the signed-in user's grant for the
@@ -257,6 +393,17 @@ spark_api: SparkClient = cast(
     SparkClient,
     LocalProxy(_get_client, unbound_message="spark_api needs an application context"),
 )
+
+#: The Spark account signed in to the current portal, or ``None``: read from the stored
+#: grant, with no API call.
+spark_account: SparkAccount | None = cast(
+    "SparkAccount | None",
+    LocalProxy(_get_account, unbound_message="spark_account needs an application context"),
+)
+
+#: What :meth:`Spark.account_loader` made of :data:`spark_account` (``None`` without a
+#: loader or a signed-in account).
+spark_user: Any = LocalProxy(_get_user, unbound_message="spark_user needs an application context")
 
 
 def spark_login_required(view: F) -> F:
@@ -281,7 +428,9 @@ __all__ = [
     "SparkState",
     "SparkWarning",
     "current_scope",
+    "spark_account",
     "spark_api",
     "spark_login_required",
     "spark_state",
+    "spark_user",
 ]

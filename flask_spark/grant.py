@@ -2,6 +2,7 @@
 
 - the authorization URL per role (``<platform>/oauth2`` or ``<platform>/auth/vow/<portal>``);
 - the code exchange and the refresh, both a **JSON** POST to ``<api>/v1/oauth2/grant``;
+- the account a fresh grant belongs to, ``GET <api>/v1/my/account``;
 - revocation, ``DELETE <api>/v1/oauth2/token/<access_token>``.
 """
 
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 from urllib.parse import quote
 
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 
 from .config import SparkConfig
 from .errors import GrantError, PlatformUnavailable
+from .stores.base import Tokens
 from .transport import Transport
 
 #: The platform's documented access-token lifetime, assumed when ``expires_in`` is unusable.
@@ -24,21 +27,7 @@ PLATFORM_TOKEN_LIFETIME = 86400
 #: Seconds taken off ``expires_in`` for the time the answer spent in flight.
 EXPIRY_MARGIN = 5.0
 _MAX_DESCRIPTION = 300
-
-
-class TokenRecord(TypedDict):
-    """A grant's tokens as stored server-side (plain JSON types only)."""
-
-    access_token: str
-    refresh_token: str
-    #: Unix time after which the access token is taken as expired (local clock).
-    expires_at: float
-    #: Unix time the current access token was received.
-    obtained_at: float
-    #: The redirect URI of the sign-in, sent again with each refresh.
-    redirect_uri: NotRequired[str]
-    #: Single-session keys: a fingerprint of the configured pair this record grew from.
-    seed: NotRequired[str]
+_ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def authorization_url(
@@ -78,7 +67,7 @@ class GrantClient:
             "X-SparkApi-User-Agent": config.user_agent,
         }
 
-    def exchange_code(self, code: str, redirect_uri: str) -> TokenRecord:
+    def exchange_code(self, code: str, redirect_uri: str) -> Tokens:
         """Trade an authorization code for tokens. Never retried: a code is single-use.
 
         :raises GrantError: the platform refused the code.
@@ -95,7 +84,7 @@ class GrantClient:
             previous_refresh_token=None,
         )
 
-    def refresh(self, refresh_token: str, redirect_uri: str) -> TokenRecord:
+    def refresh(self, refresh_token: str, redirect_uri: str) -> Tokens:
         """Trade a refresh token for a new pair; the old refresh token is dead afterwards.
 
         :raises GrantError: the platform refused the refresh token.
@@ -112,6 +101,36 @@ class GrantClient:
             previous_refresh_token=refresh_token,
         )
 
+    def account(self, access_token: str) -> dict[str, Any]:
+        """The ``/my/account`` record of the grant behind ``access_token``: whose it is.
+
+        :raises PlatformUnavailable: the API did not answer with an account that has an
+            ``Id``.
+        """
+        headers = {
+            "Accept": "application/json",
+            "X-SparkApi-User-Agent": self.config.user_agent,
+            "Authorization": f"OAuth {access_token}",
+        }
+        reply = self.transport.request(
+            "GET", f"{self.config.api_url}/v1/my/account", headers=headers
+        )
+        try:
+            data = reply.json()
+        except ValueError:
+            data = None
+        envelope = data.get("D") if isinstance(data, dict) else None
+        results = envelope.get("Results") if isinstance(envelope, dict) else None
+        if reply.status != 200 or not isinstance(results, list) or not results:
+            raise PlatformUnavailable(
+                f"The account of the new grant was not readable (HTTP {reply.status})"
+            )
+        account: dict[str, Any] = results[0] if isinstance(results[0], dict) else {}
+        account_id = account.get("Id")
+        if not isinstance(account_id, str) or not _ACCOUNT_ID_RE.fullmatch(account_id):
+            raise PlatformUnavailable("The account of the new grant has no usable Id")
+        return account
+
     def revoke(self, access_token: str) -> bool:
         """Revoke the whole grant at the platform. Best effort: returns whether it worked."""
         url = f"{self.config.api_url}/v1/oauth2/token/{quote(access_token, safe='')}"
@@ -123,7 +142,7 @@ class GrantClient:
             return False
         return 200 <= reply.status < 300
 
-    def _post(self, payload: dict[str, str], previous_refresh_token: str | None) -> TokenRecord:
+    def _post(self, payload: dict[str, str], previous_refresh_token: str | None) -> Tokens:
         body = json.dumps(payload).encode()
         reply = self.transport.request(
             "POST", self.config.grant_url, headers=self._headers, body=body
@@ -162,7 +181,7 @@ class GrantClient:
             refresh = previous_refresh_token
         now = time.time()
         lifetime = _lifetime(data.get("expires_in"))
-        return TokenRecord(
+        return Tokens(
             access_token=access,
             refresh_token=refresh,
             expires_at=now + lifetime - min(EXPIRY_MARGIN, lifetime / 10),

@@ -1,99 +1,155 @@
-"""Grants and their refresh: single flight per grant, and no lost update.
+"""Grants and their refresh: one refresh per expiry, and no token ever lost.
 
-A :class:`GrantRef` says where one grant's tokens live. :class:`TokenManager` reads them,
-and refreshes them so that, however many threads, workers and hosts find the same expired
-token at once, exactly one refresh reaches the platform: each takes the grant's lock,
-re-reads the record, and only calls the platform if nobody changed it meanwhile.
+:class:`TokenManager` is the only caller of the grant store. A refresh is single flight:
+
+1. threads of one process queue on a per-grant lock; whoever comes second usually finds
+   the work done;
+2. across processes and hosts, the refresher takes the grant's **lease** with a
+   compare-and-set on the store (only if the grant still holds the stale token and nobody
+   else's lease is running), calls the platform, and stores the new pair with another
+   compare-and-set. Others wait, never past the lease plus a second, then use the stored
+   pair or take the lease over from a holder that died;
+3. when the store does not take the new pair, this process keeps it in memory and retries
+   the save in the background until it lands or the lease runs out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from .config import SparkConfig
-from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired
-from .grant import GrantClient, TokenRecord
-from .store import TokenStore
+from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired, StoreUnavailable
+from .grant import GrantClient
+from .stores.base import Grant, GrantKey, GrantStore, Tokens, new_secret
+
+log = logging.getLogger("flask_spark")
 
 #: Failed refreshes remembered per process (one per grant, the oldest dropped first).
 FAILURE_MEMORY = 1024
+#: Seconds a pending sign-in is kept past its expiry, to tell a late callback from a forged one.
+PENDING_GRACE = 3600.0
+#: First and longest pause between two looks at a grant another process is refreshing.
+_POLL_FIRST, _POLL_MAX = 0.002, 0.01
 
 
-class RecordCache:
-    """A short-lived, bounded, per-process memory of token records.
+class GrantCache:
+    """A short-lived, bounded, per-process memory of grants read by key (the app-wide
+    grant, :meth:`~flask_spark.Spark.client_for`). Browser requests always read their
+    binding fresh, so a sign-out is seen at once everywhere.
 
-    It saves a store round trip on most requests. Serving a stale record is safe: a token
-    another process has replaced gets 1020 or 1000 from the platform, and the client then
-    re-reads the store (under the grant's lock for a refresh) and retries once. Every write
-    this process makes updates it; ``ttl`` bounds how long another process's sign-out of one
-    portal can go unseen here. Every sign-in rotates the session id, so a remembered
-    "not signed in" never hides a new sign-in.
+    Serving a stale grant is safe: a token another process replaced gets 1020 or 1000 from
+    the platform, and the client then reads the store again and retries.
     """
 
     def __init__(self, ttl: float, size: int = 4096) -> None:
         self.ttl = ttl
         self.size = size
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, str], tuple[float, TokenRecord | None]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, Grant | None]] = OrderedDict()
 
-    def get(self, ref: GrantRef) -> tuple[bool, TokenRecord | None]:
-        """``(True, record)`` when remembered and fresh, else ``(False, None)``."""
+    def get(self, key: GrantKey) -> tuple[bool, Grant | None]:
+        """``(True, grant)`` when remembered and fresh, else ``(False, None)``."""
         if self.ttl <= 0:
             return False, None
-        key = (ref.owner, ref.scope)
         with self._lock:
-            item = self._items.get(key)
+            item = self._items.get(key.id)
             if item is None:
                 return False, None
             if time.monotonic() - item[0] > self.ttl:
-                del self._items[key]
+                del self._items[key.id]
                 return False, None
             return True, item[1]
 
-    def put(self, ref: GrantRef, record: TokenRecord | None) -> None:
-        """Remember ``record`` (``None``: no grant) for ``ref``."""
+    def put(self, key: GrantKey, grant: Grant | None) -> None:
+        """Remember ``grant`` (``None``: no grant) for ``key``."""
         if self.ttl <= 0:
             return
-        key = (ref.owner, ref.scope)
         with self._lock:
-            self._items[key] = (time.monotonic(), record)
-            self._items.move_to_end(key)
+            self._items[key.id] = (time.monotonic(), grant)
+            self._items.move_to_end(key.id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def forget_owner(self, owner: str) -> None:
-        """Drop everything remembered for ``owner``."""
-        with self._lock:
-            for key in [k for k in self._items if k[0] == owner]:
-                del self._items[key]
+
+class _KeyLocks:
+    """One :class:`threading.Lock` per grant, dropped when nobody holds a reference."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: weakref.WeakValueDictionary[str, _Lock] = weakref.WeakValueDictionary()
+
+    def get(self, name: str) -> _Lock:
+        with self._guard:
+            lock = self._locks.get(name)
+            if lock is None:
+                lock = _Lock()
+                self._locks[name] = lock
+            return lock
+
+
+class _Lock:
+    """A weak-referenceable lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
 
 
 @dataclass(frozen=True)
-class GrantRef:
-    """Where one grant's record lives.
-
-    :param owner: ``"session:<sid>"`` or ``"app:<fingerprint>"``.
-    :param scope: ``"idx"``, ``"private"`` or ``"vow/<portal>"``.
-    :param ttl: seconds the stored record lives (``None`` for the app-wide grant).
-    """
-
-    owner: str
-    scope: str
-    ttl: int | None
-
-    @property
-    def is_app(self) -> bool:
-        """Whether this is the app-wide grant of single-session keys."""
-        return self.owner.startswith("app:")
+class _Failure:
+    at: float
+    access_token: str
+    error: PlatformUnavailable
 
 
-def session_owner(sid: str) -> str:
-    """The owner name of a browser session's grants."""
-    return f"session:{sid}"
+@dataclass
+class _Unsaved:
+    """Fresh tokens the store has not taken yet."""
+
+    stale_access_token: str
+    grant: Grant
+    until: float
+
+
+class _LeaseKeeper:
+    """Extends a refresh lease while its holder waits for the platform, so a slow answer
+    never lets a second refresh in; a holder that dies stops extending it."""
+
+    def __init__(
+        self, store: GrantStore, key: GrantKey, stale: str, holder: str, seconds: float
+    ) -> None:
+        self._store, self._key, self._stale, self._holder = store, key, stale, holder
+        self._seconds = seconds
+        self.until = time.time() + seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flask-spark-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._seconds / 3):
+            now = time.time()
+            try:
+                won, _ = self._store.take_lease(
+                    self._key, self._stale, self._holder, now + self._seconds, now
+                )
+            except StoreUnavailable:
+                continue
+            if not won:
+                return
+            self.until = now + self._seconds
+
+    def stop(self) -> float:
+        """Stop extending; returns when the lease now ends."""
+        self._done.set()
+        self._thread.join()
+        return self.until
 
 
 def _fingerprint(*values: str) -> str:
@@ -101,196 +157,374 @@ def _fingerprint(*values: str) -> str:
 
 
 class TokenManager:
-    """Loads, stores and refreshes token records for one app."""
+    """Reads, stores and refreshes the grants of one app."""
 
-    def __init__(self, config: SparkConfig, store: TokenStore, grants: GrantClient) -> None:
+    def __init__(self, config: SparkConfig, store: GrantStore, grants: GrantClient) -> None:
         self.config = config
         self.store = store
         self.grants = grants
-        # The holder extends the lock while it works; the lifetime only matters if the
-        # holder dies, and waiters give up after the longest a refresh can take.
-        self.lock_ttl = config.refresh_lock_seconds
-        self.lock_wait = max(self.lock_ttl, config.timeout * 2) * 2
-        self.cache = RecordCache(config.token_cache_seconds)
+        self.lease_seconds = config.refresh_lease_seconds
+        #: The longest a request waits for another process's refresh.
+        self.max_wait = max(self.lease_seconds, 2 * config.timeout) + 1.0
+        self.cache = GrantCache(config.token_cache_seconds)
+        self._locks = _KeyLocks()
+        self._state_lock = threading.Lock()
         # The last failed refresh of each grant in this process, shared with the threads
         # that were queued behind it instead of each calling the platform in turn.
-        self._failures: dict[tuple[str, str], tuple[float, str, PlatformUnavailable]] = {}
-        self._app_seed: str | None = None
-        self._app_ref: GrantRef | None = None
-        if config.access_token:
-            self._app_seed = _fingerprint(config.access_token, config.refresh_token or "")
-            self._app_ref = GrantRef(f"app:{_fingerprint(config.client_id)}", "app", None)
+        self._failures: OrderedDict[str, _Failure] = OrderedDict()
+        self._unsaved: dict[str, _Unsaved] = {}
+        self._app_key: GrantKey | None = None
+        if config.access_token and config.refresh_token:
+            seed = _fingerprint(config.access_token, config.refresh_token)
+            self._app_key = GrantKey(config.client_id, f"@app-{seed}", "app")
 
-    # -- the app-wide grant of single-session keys ------------------------------------
+    def __repr__(self) -> str:
+        return f"<TokenManager store={self.store!r}>"
 
-    def app_ref(self) -> GrantRef | None:
-        """The app-wide grant, when single-session keys are configured."""
-        return self._app_ref
+    # -- keys ----------------------------------------------------------------------------
 
-    def _seed_app_grant(self, ref: GrantRef) -> TokenRecord:
-        """Start (or restart) the app grant from the configured pair, under its lock."""
+    def key(self, account_id: str, scope: str) -> GrantKey:
+        """The key of ``account_id``'s grant in ``scope`` for this app's key."""
+        return GrantKey(self.config.client_id, account_id, scope)
+
+    @property
+    def app_key(self) -> GrantKey | None:
+        """The app-wide grant of single-session keys, when configured."""
+        return self._app_key
+
+    # -- reading -------------------------------------------------------------------------
+
+    def resolve(self, binding_id: str, ttl: float) -> Grant | None:
+        """The grant a browser's binding points at, read fresh; ``None`` when the binding
+        or the grant is gone (signed out, revoked, expired unused)."""
+        found = self.store.resolve(binding_id, time.time(), ttl)
+        return None if found is None else self._newest(found[1])
+
+    def get(self, key: GrantKey, *, fresh: bool = False) -> Grant | None:
+        """The grant of ``key`` (possibly remembered for ``SPARK_TOKEN_CACHE_SECONDS``).
+
+        The app-wide grant is seeded from the configured pair on first use.
+        """
+        hit, grant = (False, None) if fresh else self.cache.get(key)
+        if not hit:
+            grant = self.store.get(key)
+            if grant is None and key == self._app_key:
+                grant = self._seed_app_grant(key)
+            grant = None if grant is None else self._newest(grant)
+            self.cache.put(key, grant)
+        return grant
+
+    def _newest(self, grant: Grant) -> Grant:
+        """``grant``, or the fresh tokens this process holds for it but could not save."""
+        unsaved = self._unsaved.get(grant.key.id)
+        if unsaved is not None and unsaved.stale_access_token == grant.access_token:
+            return unsaved.grant
+        return grant
+
+    def _seed_app_grant(self, key: GrantKey) -> Grant | None:
         assert self.config.access_token
         assert self.config.refresh_token
-        assert self._app_seed
-        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
-            again = self.store.load(ref.owner, ref.scope)
-            if again is not None and again.get("seed") == self._app_seed:
-                return again
-            record = TokenRecord(
+        now = time.time()
+        self.store.add(
+            Grant(
+                key=key,
                 access_token=self.config.access_token,
                 refresh_token=self.config.refresh_token,
                 # Unknown expiry: trust it until the platform says 1020.
-                expires_at=time.time() + 86400,
-                obtained_at=time.time(),
-                seed=self._app_seed,
+                expires_at=now + 86400,
+                obtained_at=now,
+                redirect_uri=self.config.redirect_uri,
+                created_at=now,
+                updated_at=now,
             )
-            if self.config.redirect_uri:
-                record["redirect_uri"] = self.config.redirect_uri
-            self.store.save(ref.owner, ref.scope, record, None)
-            return record
+        )
+        return self.store.get(key)
 
-    # -- reading ---------------------------------------------------------------------
-
-    def load(self, ref: GrantRef, *, fresh: bool = False) -> TokenRecord | None:
-        """The grant's current record; ``None`` when there is none.
-
-        :param fresh: read the store even if this process remembers the record.
-        :raises ReauthenticationRequired: the app-wide grant was refused by the platform
-            and the configured pair has not been replaced since.
-        """
-        hit, record = (False, None) if fresh else self.cache.get(ref)
-        if not hit:
-            record = self.store.load(ref.owner, ref.scope, touch=ref.ttl)
-            if ref.is_app and (record is None or record.get("seed") != self._app_seed):
-                record = self._seed_app_grant(ref)
-            self.cache.put(ref, record)
-        if record is not None and not record["access_token"]:
-            raise ReauthenticationRequired(
-                "The single-session tokens were refused; configure a new pair"
-            )
-        return record
-
-    def is_due(self, record: TokenRecord, now: float | None = None) -> bool:
+    def is_due(self, grant: Grant, now: float | None = None) -> bool:
         """Whether the access token should be refreshed before use.
 
         The leeway never exceeds half the token's life, so a short-lived token is not
         refreshed on every call.
         """
         now = time.time() if now is None else now
-        life = max(0.0, record["expires_at"] - record["obtained_at"])
-        return now >= record["expires_at"] - min(self.config.token_leeway, life / 2)
+        life = max(0.0, grant.expires_at - grant.obtained_at)
+        return now >= grant.expires_at - min(self.config.token_leeway, life / 2)
 
-    # -- writing ---------------------------------------------------------------------
+    # -- sign-in and sign-out ------------------------------------------------------------
 
-    def store_new(self, ref: GrantRef, record: TokenRecord) -> None:
-        """Keep the tokens of a fresh sign-in."""
-        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
-            self.store.save(ref.owner, ref.scope, record, ref.ttl)
-            self.cache.put(ref, record)
+    def sign_in(
+        self, key: GrantKey, tokens: Tokens, redirect_uri: str, account: dict[str, Any]
+    ) -> Grant:
+        """Store a fresh sign-in as ``key``'s grant, replacing (and revoking at the
+        platform) the tokens it held before."""
+        now = time.time()
+        grant = Grant(
+            key=key,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+            obtained_at=tokens.obtained_at,
+            redirect_uri=redirect_uri,
+            account=account,
+            created_at=now,
+            updated_at=now,
+            last_used_at=now,
+        )
+        replaced = self.store.put(grant)
+        self._forget_unsaved(key)
+        self.cache.put(key, grant)
+        if (
+            replaced is not None
+            and replaced.access_token
+            and replaced.access_token != grant.access_token
+            and not self.grants.revoke(replaced.access_token)
+        ):
+            log.warning("Flexmls did not confirm revoking the grant a new sign-in replaced")
+        return grant
 
-    def rotate_owner(self, old_owner: str, new_owner: str, *, keep: bool = True) -> None:
-        """Move (or, with ``keep=False``, drop) a session's records on session id rotation."""
-        with self.store.lock(old_owner, "*", self.lock_ttl, self.lock_wait):
-            if keep:
-                self.store.move(old_owner, new_owner)
-            else:
-                self.store.delete(old_owner)
-            self.cache.forget_owner(old_owner)
-            self.cache.forget_owner(new_owner)
+    def bind(self, key: GrantKey, ttl: float) -> str:
+        """A new binding id for a browser session.
 
-    def forget(self, ref: GrantRef) -> list[str]:
-        """Delete the grant's record; returns the scopes the owner still holds."""
-        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
-            self.store.delete(ref.owner, ref.scope)
-            self.cache.put(ref, None)
-            return self.store.scopes(ref.owner)
+        :raises StoreUnavailable: the store did not answer, or the grant is gone.
+        """
+        binding_id = self.store.bind(key, time.time(), ttl)
+        if binding_id is None:
+            raise StoreUnavailable("The grant disappeared before it could be bound")
+        return binding_id
 
-    def discard(self, ref: GrantRef, rejected: TokenRecord) -> None:
-        """The platform refused ``rejected`` as unknown: forget it, unless the store
-        already holds another token. The app-wide grant keeps its record: only a new
-        configured pair can replace it."""
-        if ref.is_app:
+    def unbind(self, binding_id: str) -> None:
+        """Forget one browser's binding; the grant stays for the account's others."""
+        self.store.unbind(binding_id)
+
+    def end(self, key: GrantKey) -> tuple[Grant | None, bool]:
+        """End the grant for every browser and job: delete it with all its bindings and
+        revoke it at the platform (best effort). Returns what was deleted and whether the
+        platform confirmed the revocation."""
+        grant = self.store.delete(key)
+        self._forget_unsaved(key)
+        self.cache.put(key, None)
+        if grant is None or not grant.access_token:
+            return grant, True
+        return grant, self.grants.revoke(grant.access_token)
+
+    def discard(self, grant: Grant) -> None:
+        """The platform refused ``grant``'s token as unknown (revoked at Flexmls): the grant
+        is over, unless the store already holds another token. The app-wide grant keeps
+        its record: only a new configured pair can replace it."""
+        if grant.key == self._app_key:
             return
-        with self.store.lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
-            current = self.store.load(ref.owner, ref.scope)
-            if current is not None and current["access_token"] == rejected["access_token"]:
-                self.store.delete(ref.owner, ref.scope)
-                current = None
-            self.cache.put(ref, current)
+        current = self.store.get(grant.key)
+        if (
+            current is not None
+            and current.access_token == grant.access_token
+            and current.lease_until <= time.time()  # not while a refresh is under way
+        ):
+            self.store.delete(grant.key)
+            current = None
+        self.cache.put(grant.key, current)
 
-    def refresh(self, ref: GrantRef, stale: TokenRecord) -> tuple[TokenRecord, bool]:
-        """Replace ``stale`` with fresh tokens: single flight across threads and processes.
+    # -- pending sign-ins and retired sessions -------------------------------------------
 
-        :returns: the current record, and whether this call refreshed it at the platform
+    def put_pending(self, state: str, record: dict[str, Any]) -> None:
+        """Remember a sign-in between ``/login`` and ``/callback``."""
+        self.store.put_pending(state, record, float(record["expires_at"]) + PENDING_GRACE)
+
+    def take_pending(self, state: str) -> dict[str, Any] | None:
+        """The pending sign-in of ``state``, which no one else will get."""
+        return self.store.take_pending(state, time.time())
+
+    def retire_session(self, sid: str, ttl: float) -> None:
+        """Record that a browser session id was rotated away or signed out, so a request
+        that started before cannot write it back or send its cookie again."""
+        self.store.mark(f"sid\x00{sid}", time.time() + ttl)
+
+    def session_retired(self, sid: str) -> bool:
+        """Whether :meth:`retire_session` was called for ``sid``."""
+        return self.store.marked(f"sid\x00{sid}", time.time())
+
+    # -- refresh -------------------------------------------------------------------------
+
+    def refresh(self, stale: Grant) -> tuple[Grant, bool]:
+        """Replace ``stale``'s tokens with fresh ones: single flight across threads,
+        processes and hosts.
+
+        :returns: the current grant, and whether this call refreshed it at the platform
             (``False`` when another request already had).
         :raises ReauthenticationRequired: the platform refused the refresh token.
         :raises PlatformUnavailable: timeout, 5xx or garbage; the tokens are kept.
+        :raises StoreUnavailable: the store did not answer, or another refresh outlived
+            its lease.
         """
+        key = stale.key
         queued_at = time.monotonic()
-        with self.store.thread_lock(ref.owner, ref.scope, self.lock_wait):
-            # Threads of this process that waited here usually find the work done.
-            current = self.store.load(ref.owner, ref.scope)
-            if current is not None and current["access_token"] not in ("", stale["access_token"]):
-                self.cache.put(ref, current)
-                return current, False
-            key = (ref.owner, ref.scope)
-            failure = self._failures.get(key)
-            if failure is not None:
-                at, token, error = failure
-                if token == stale["access_token"] and at >= queued_at:
-                    # It failed while this thread waited for it: share the answer.
-                    raise PlatformUnavailable(str(error), retry_after=error.retry_after)
-            try:
-                with self.store.process_lock(ref.owner, ref.scope, self.lock_ttl, self.lock_wait):
-                    result = self._refresh_locked(ref, stale)
-            except PlatformUnavailable as exc:
-                self._failures[key] = (time.monotonic(), stale["access_token"], exc)
-                while len(self._failures) > FAILURE_MEMORY:  # oldest first
-                    del self._failures[next(iter(self._failures))]
-                raise
-            self._failures.pop(key, None)
-            return result
-
-    def _refresh_locked(self, ref: GrantRef, stale: TokenRecord) -> tuple[TokenRecord, bool]:
-        """:meth:`refresh` once both locks are held: re-read, then call if still stale."""
-        current = self.store.load(ref.owner, ref.scope)
-        self.cache.put(ref, current)
-        if current is None or not current["access_token"]:
-            raise ReauthenticationRequired()
-        if current["access_token"] != stale["access_token"]:
-            return current, False
-        redirect_uri = current.get("redirect_uri") or self.config.redirect_uri or ""
+        local = self._locks.get(key.id)
+        if not local.lock.acquire(timeout=self.max_wait):
+            raise StoreUnavailable("Timed out waiting for the token refresh")
         try:
-            fresh = self.grants.refresh(current["refresh_token"], redirect_uri)
+            current = self._current(key)
+            if current.access_token != stale.access_token:
+                return current, False
+            with self._state_lock:
+                failure = self._failures.get(key.id)
+            if (
+                failure is not None
+                and failure.access_token == stale.access_token
+                and failure.at >= queued_at
+            ):
+                # It failed while this thread waited for it: share the answer.
+                raise PlatformUnavailable(
+                    str(failure.error), retry_after=failure.error.retry_after
+                )
+            try:
+                result = self._refresh_leased(current)
+            except PlatformUnavailable as exc:
+                with self._state_lock:
+                    self._failures[key.id] = _Failure(time.monotonic(), stale.access_token, exc)
+                    self._failures.move_to_end(key.id)
+                    while len(self._failures) > FAILURE_MEMORY:
+                        self._failures.popitem(last=False)
+                raise
+            with self._state_lock:
+                self._failures.pop(key.id, None)
+            return result
+        finally:
+            local.lock.release()
+
+    def _current(self, key: GrantKey) -> Grant:
+        """The stored grant (or its unsaved successor).
+
+        :raises ReauthenticationRequired: there is none, or it has ended.
+        """
+        grant = self.store.get(key)
+        grant = None if grant is None else self._newest(grant)
+        self.cache.put(key, grant)
+        if grant is None or grant.ended:
+            raise ReauthenticationRequired(self._ended_message(key))
+        return grant
+
+    def _ended_message(self, key: GrantKey) -> str:
+        if key == self._app_key:
+            return "The single-session tokens were refused; configure a new pair"
+        return "The Flexmls sign-in has ended; sign in again"
+
+    def _refresh_leased(self, current: Grant) -> tuple[Grant, bool]:
+        """Take the lease (or wait for its holder), then refresh at the platform."""
+        key = current.key
+        stale = current.access_token
+        holder = new_secret()
+        waited_since = time.monotonic()
+        pause = _POLL_FIRST
+        while True:
+            now = time.time()
+            won, found = self.store.take_lease(key, stale, holder, now + self.lease_seconds, now)
+            if found is None or found.ended:
+                self.cache.put(key, found)
+                raise ReauthenticationRequired(self._ended_message(key))
+            if found.access_token != stale:
+                found = self._newest(found)
+                self.cache.put(key, found)
+                return found, False
+            if won:
+                break
+            # Follow the holder's lease (it extends it while the platform answers), never
+            # past a second after it ends, nor past the longest a refresh can take.
+            deadline = min(
+                time.monotonic() + max(0.0, found.lease_until - now) + 1.0,
+                waited_since + self.max_wait,
+            )
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable("Timed out waiting for another process's token refresh")
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+        keeper = _LeaseKeeper(self.store, key, stale, holder, self.lease_seconds)
+        try:
+            tokens = self.grants.refresh(
+                found.refresh_token, found.redirect_uri or self.config.redirect_uri or ""
+            )
         except GrantError as exc:
+            keeper.stop()
             if not exc.ends_grant:
+                self._release(key, holder)
                 raise PlatformUnavailable(
                     f"The platform did not refresh the token ({exc.error})"
                 ) from None
-            return self._refused(ref, current), False
-        for key in ("redirect_uri", "seed"):
-            if key in current:
-                fresh[key] = current[key]
-        self.store.save(ref.owner, ref.scope, fresh, ref.ttl)
-        self.cache.put(ref, fresh)
+            return self._refused(found), False
+        except PlatformUnavailable:
+            keeper.stop()
+            self._release(key, holder)
+            raise
+        lease_until = keeper.stop()
+        fresh = replace(found.with_tokens(tokens, time.time()), lease_holder=holder)
+        self._save(key, stale, fresh, lease_until)
+        fresh = replace(fresh, lease_holder=None, lease_until=0.0)
+        self.cache.put(key, fresh)
         return fresh, True
 
-    def _refused(self, ref: GrantRef, current: TokenRecord) -> TokenRecord:
+    def _release(self, key: GrantKey, holder: str) -> None:
+        with contextlib.suppress(StoreUnavailable):  # else the lease runs out by itself
+            self.store.release_lease(key, holder)
+
+    def _refused(self, current: Grant) -> Grant:
         """The platform refused the refresh token: unless another writer has already
         replaced it, the grant is over."""
-        again = self.store.load(ref.owner, ref.scope)
-        if again is not None and again["access_token"] != current["access_token"]:
-            self.cache.put(ref, again)
+        key = current.key
+        again = self.store.get(key)
+        if again is not None and again.access_token not in ("", current.access_token):
+            self.cache.put(key, again)
             return again
-        if ref.is_app:
-            tombstone = TokenRecord(
-                access_token="", refresh_token="", expires_at=0.0, obtained_at=time.time()
-            )
-            if "seed" in current:
-                tombstone["seed"] = current["seed"]
-            self.store.save(ref.owner, ref.scope, tombstone, None)
-            self.cache.put(ref, tombstone)
+        if key == self._app_key:
+            self.store.end(key, current.access_token)
+            self.cache.put(key, self.store.get(key))
         else:
-            self.store.delete(ref.owner, ref.scope)
-            self.cache.put(ref, None)
-        raise ReauthenticationRequired()
+            self.store.delete(key)
+            self.cache.put(key, None)
+        raise ReauthenticationRequired(self._ended_message(key))
+
+    # -- saving rotated tokens -----------------------------------------------------------
+
+    def _save(self, key: GrantKey, stale: str, fresh: Grant, until: float) -> None:
+        """Store the rotated pair; if the store does not answer, keep it in memory and
+        retry in the background until it lands or the lease runs out."""
+        try:
+            stored = self.store.finish_refresh(key, stale, fresh)
+        except StoreUnavailable:
+            self._keep_unsaved(
+                key, _Unsaved(stale, replace(fresh, lease_holder=None), until), fresh
+            )
+            return
+        if not stored:
+            log.warning(
+                "A refreshed grant was replaced meanwhile (a new sign-in); kept the newer one"
+            )
+
+    def _keep_unsaved(self, key: GrantKey, unsaved: _Unsaved, fresh: Grant) -> None:
+        with self._state_lock:
+            self._unsaved[key.id] = unsaved
+        log.warning("The grant store did not take refreshed tokens; retrying in the background")
+        thread = threading.Thread(
+            target=self._retry_save,
+            args=(key, unsaved, fresh),
+            name="flask-spark-save",
+            daemon=True,
+        )
+        thread.start()
+
+    def _retry_save(self, key: GrantKey, unsaved: _Unsaved, fresh: Grant) -> None:
+        pause = 0.05
+        while time.time() < unsaved.until:
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            try:
+                self.store.finish_refresh(key, unsaved.stale_access_token, fresh)
+            except StoreUnavailable:
+                continue
+            self._forget_unsaved(key, unsaved)
+            log.info("Refreshed tokens saved after a store outage")
+            return
+        self._forget_unsaved(key, unsaved)
+        log.error("Refreshed tokens could not be confirmed saved before the lease ran out")
+
+    def _forget_unsaved(self, key: GrantKey, only: _Unsaved | None = None) -> None:
+        with self._state_lock:
+            if only is None or self._unsaved.get(key.id) is only:
+                self._unsaved.pop(key.id, None)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,21 +14,36 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from .errors import GrantError, PlatformUnavailable, StoreUnavailable
-from .extension import SparkState, current_scope, reset_client, spark_state, user_grant
-from .grant import TokenRecord, authorization_url
+from .extension import SparkState, current_grant, current_scope, forget_current, spark_state
+from .grant import authorization_url
 from .pages import clean_description, error_page
 from .redirects import safe_next
-from .sessions import require_session_store, store_errors
+from .sessions import (
+    browser_data,
+    owned_here,
+    require_session_store,
+    store_errors,
+)
 from .signals import logged_out, login_failed, token_obtained
-from .state import PendingLogin, add_pending, new_state, pop_pending
-from .tokens import GrantRef, session_owner
+from .stores.base import GrantKey
 
 log = logging.getLogger("flask_spark")
 
 _CODE_RE = re.compile(r"[\x21-\x7e]{1,512}")
 _CALLBACK_PARAMS = ("state", "code", "error", "error_description")
 _MAX_PARAM = 4096
-_SIGNED_IN_KEY = "_spark_signed_in"
+#: What a ``state`` this app issued looks like.
+STATE_RE = re.compile(r"[A-Za-z0-9_-]{20,128}")
+
+
+def new_state() -> str:
+    """256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def _pending_name(oauth_state: str, sid: str) -> str:
+    """Where a pending sign-in is filed: its state and the session that started it."""
+    return f"{oauth_state}\x00{sid}"
 
 
 def make_blueprint() -> Blueprint:
@@ -66,21 +81,30 @@ def _landing(state: SparkState) -> str:
 
 
 def login(**_prefix_values: Any) -> Response:
-    """Start a sign-in: remember a fresh state, then redirect to the platform."""
+    """Start a sign-in: remember a fresh state in the grant store, bound to this browser
+    session, then redirect to the platform."""
     require_session_store()
     state = spark_state()
     scope, portal = current_scope(state)
     redirect_uri = _redirect_uri(state)
     oauth_state = new_state()
-    record = PendingLogin(
-        state=oauth_state,
-        next=safe_next(args.get("next")) if (args := _args()) is not None else None,
-        scope=scope,
-        portal=portal,
-        redirect_uri=redirect_uri,
-        expires_at=time.time() + state.config.state_lifetime,
+    expires_at = time.time() + state.config.state_lifetime
+    # Also gives a new session content, so Flask-Session keeps it and sends its cookie.
+    data = browser_data()
+    data.logins.append(expires_at)
+    data.save()
+    # Filed under the state and this session together: another browser presenting the
+    # state finds nothing, and cannot use it up either.
+    state.tokens.put_pending(
+        _pending_name(oauth_state, session.sid),  # type: ignore[attr-defined]
+        {
+            "next": safe_next(args.get("next")) if (args := _args()) is not None else None,
+            "scope": scope,
+            "portal": portal,
+            "redirect_uri": redirect_uri,
+            "expires_at": expires_at,
+        },
     )
-    add_pending(session, record, state.config.max_pending_logins)
     response = redirect(authorization_url(state.config, redirect_uri, oauth_state, portal), 302)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -131,8 +155,29 @@ def _single_params() -> dict[str, str] | None:
     return values
 
 
+def _pending_for(oauth_state: str) -> tuple[str, dict[str, Any] | None]:
+    """Take the pending sign-in of ``oauth_state`` if this browser session started it:
+    ``("ok", record)``, ``("expired", record)`` or ``("unknown", None)``."""
+    sid = getattr(session, "sid", None)
+    if not STATE_RE.fullmatch(oauth_state) or not sid:
+        return "unknown", None
+    tokens = spark_state().tokens
+    record = None
+    # Under this session's id, or one it had when a sign-in in another tab rotated it.
+    for candidate in [sid, *(item[0] for item in reversed(browser_data().previous))]:
+        record = tokens.take_pending(_pending_name(oauth_state, candidate))
+        if record is not None:
+            break
+    if record is None:
+        return "unknown", None
+    if not float(record.get("expires_at", 0)) > time.time():
+        return "expired", record
+    return "ok", record
+
+
 def callback(**_prefix_values: Any) -> Response:
-    """Finish a sign-in: check the state, exchange the code, keep the tokens."""
+    """Finish a sign-in: check the state, exchange the code, learn whose grant it is, keep
+    it, and bind this browser session to it."""
     require_session_store()
     state = spark_state()
     params = _single_params()
@@ -140,7 +185,7 @@ def callback(**_prefix_values: Any) -> Response:
         return _failed("bad_request", 400)
     cookie_came = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
     oauth_state = params.get("state", "")
-    outcome, record = pop_pending(session, oauth_state) if oauth_state else ("unknown", None)
+    outcome, record = _pending_for(oauth_state) if oauth_state else ("unknown", None)
     retry_url = url_for("spark.login", next=record["next"]) if record else None
 
     error = params.get("error")
@@ -167,12 +212,6 @@ def callback(**_prefix_values: Any) -> Response:
     code = params.get("code", "")
     if not _CODE_RE.fullmatch(code):
         return _failed("bad_request", 400)
-    # The session is saved only when this request ends: a second callback with the same
-    # state (a reload, a double click) may still find it. Exactly one may spend the code.
-    used = hashlib.sha256(oauth_state.encode()).hexdigest()
-    if not state.tokens.store.claim(f"state:{used}", int(state.config.state_lifetime) + 60):
-        return _unknown_state(state)
-
     try:
         tokens = state.grants.exchange_code(code, record["redirect_uri"])
     except GrantError as exc:
@@ -185,20 +224,32 @@ def callback(**_prefix_values: Any) -> Response:
         )
     except PlatformUnavailable:
         return _failed("platform_unavailable", 502, retry_url=retry_url)
-    tokens["redirect_uri"] = record["redirect_uri"]
+    try:
+        account = state.grants.account(tokens.access_token)
+    except PlatformUnavailable:
+        state.grants.revoke(tokens.access_token)
+        return _failed("platform_unavailable", 502, retry_url=retry_url)
 
+    key = state.tokens.key(account["Id"], record["scope"])
     failures: tuple[type[BaseException], ...] = (StoreUnavailable, *store_errors())
     try:
-        _keep_tokens(state, record, tokens)
+        state.tokens.sign_in(key, tokens, record["redirect_uri"], account)
     except failures:
-        # The code is spent: give the grant back rather than leave it orphaned.
-        state.grants.revoke(tokens["access_token"])
+        # The code is spent and nothing holds the grant: give it back.
+        state.grants.revoke(tokens.access_token)
         return _failed("store_unavailable", 503, retry_url=retry_url)
-    reset_client()
+    try:
+        _bind_session(state, key, record)
+    except failures:
+        # The grant is stored (other browsers of the account may share it); this browser
+        # is just not bound to it yet.
+        return _failed("store_unavailable", 503, retry_url=retry_url)
+    forget_current()
     token_obtained.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
         scope=record["scope"],
         portal=record["portal"],
+        account_id=key.account_id,
     )
     response = redirect(record["next"] or _landing(state), 303)
     response.headers["Cache-Control"] = "no-store"
@@ -206,34 +257,49 @@ def callback(**_prefix_values: Any) -> Response:
     return response
 
 
-def _keep_tokens(state: SparkState, record: PendingLogin, tokens: TokenRecord) -> None:
-    """Rotate the session id, move the session's records to it, store the new tokens."""
-    old_owner = session_owner(session.sid)  # type: ignore[attr-defined]
+def _bind_session(state: SparkState, key: GrantKey, record: dict[str, Any]) -> None:
+    """Rotate the session id (retiring the old one) and bind the new one to ``key``. What
+    the session was bound to before in this scope (another account), or in any other
+    scope with ``SPARK_ONE_PORTAL_PER_SESSION``, is signed out of."""
+    data = browser_data()
+    replaced = [data.bindings.pop(key.scope)] if key.scope in data.bindings else []
     if state.config.one_portal_per_session:
-        _revoke_all(state, old_owner)
-    # Keep the session non-empty, else Flask-Session would neither rotate nor save it.
-    session[_SIGNED_IN_KEY] = True
+        replaced += data.bindings.values()
+        data.bindings = {}
+    replaced_grants = [state.tokens.resolve(b, state.session_ttl) for b in replaced]
+    old_sid: str = session.sid  # type: ignore[attr-defined]
+    state.tokens.retire_session(old_sid, state.session_ttl)
+    owned_here(old_sid)
+    data.bindings[key.scope] = state.tokens.bind(key, state.session_ttl)
+    data.previous.append([old_sid, time.time() + state.config.state_lifetime])
+    if record["expires_at"] in data.logins:
+        data.logins.remove(record["expires_at"])
+    data.save()
     current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
-    new_owner = session_owner(session.sid)  # type: ignore[attr-defined]
-    state.tokens.rotate_owner(old_owner, new_owner, keep=not state.config.one_portal_per_session)
-    state.tokens.store_new(GrantRef(new_owner, record["scope"], state.session_ttl), tokens)
+    owned_here(session.sid)  # type: ignore[attr-defined]
+    for binding, grant in zip(replaced, replaced_grants, strict=True):
+        if grant is not None and grant.key != key:
+            _sign_out(state, grant.key, binding)
+        else:
+            state.tokens.unbind(binding)
+
+
+def _sign_out(state: SparkState, key: GrantKey, binding: str) -> None:
+    """End this browser's sign-in to ``key``: the whole grant with
+    ``SPARK_LOGOUT_ENDS_GRANT`` (revoked at the platform), else just the binding."""
+    if state.config.logout_ends_grant:
+        _, confirmed = state.tokens.end(key)
+        if not confirmed:
+            log.warning("Flexmls did not confirm revoking the grant; signed out locally")
+    else:
+        state.tokens.unbind(binding)
 
 
 def _unknown_state(state: SparkState) -> Response:
     """The state is not (or no longer) one this browser may use: say so, and offer a way
     on to the app if the browser is signed in already (a back button, a reload)."""
-    scope, _ = current_scope(state)
-    ref = user_grant(state, scope)
-    signed_in = ref is not None and state.tokens.store.load(ref.owner, ref.scope) is not None
+    signed_in = current_grant(state) is not None
     return _failed("unknown_state", 400, signed_in=signed_in, continue_url=_landing(state))
-
-
-def _revoke_all(state: SparkState, owner: str) -> None:
-    """Revoke (best effort) every grant ``owner`` holds, before they are dropped."""
-    for scope in state.tokens.store.scopes(owner):
-        record = state.tokens.store.load(owner, scope)
-        if record is not None and record["access_token"]:
-            state.grants.revoke(record["access_token"])
 
 
 def _same_origin() -> bool:
@@ -254,29 +320,38 @@ def _same_origin() -> bool:
 
 
 def logout(**_prefix_values: Any) -> Response:
-    """Sign out of the current portal: revoke at the platform (best effort), delete the
-    tokens, and clear the session unless other portals are still signed in."""
+    """Sign out of the current portal. With ``SPARK_LOGOUT_ENDS_GRANT`` (the default) the
+    grant ends for every browser and job of the account and is revoked at the platform;
+    without, only this browser's binding goes. The session id is retired either way, so a
+    request still in flight cannot bring the session back."""
     if not _same_origin():
         return error_page("cross_site", 403, offer_login=False)
     require_session_store()
     state = spark_state()
     scope, portal = current_scope(state)
-    ref = user_grant(state, scope)
-    if ref is not None:
-        record = state.tokens.store.load(ref.owner, ref.scope)
-        token = record["access_token"] if record is not None else ""
-        if token and not state.grants.revoke(token):
-            log.warning("Flexmls did not confirm revoking the grant; signed out locally")
-        remaining = state.tokens.forget(ref)
-        if remaining:
-            session.pop("_spark_pending", None)
+    grant = current_grant(state)
+    data = browser_data()
+    binding = data.bindings.pop(scope, None)
+    if binding is not None:
+        old_sid: str = session.sid  # type: ignore[attr-defined]
+        state.tokens.retire_session(old_sid, state.session_ttl)
+        owned_here(old_sid)
+        if grant is not None:
+            _sign_out(state, grant.key, binding)
+        else:
+            state.tokens.unbind(binding)
+        if data.bindings:
+            data.save()
+            current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+            owned_here(session.sid)  # type: ignore[attr-defined]
         else:
             session.clear()
-        reset_client()
-        if record is not None:
+        forget_current()
+        if grant is not None:
             logged_out.send(
                 current_app._get_current_object(),  # type: ignore[attr-defined]
                 scope=scope,
                 portal=portal,
+                account_id=grant.key.account_id,
             )
     return redirect(_landing(state), 303)

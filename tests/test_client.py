@@ -18,7 +18,7 @@ from flask_spark import (
 )
 from flask_spark.testing import Fault, SparkPlatform
 
-from .conftest import AppFactory, Browser
+from .conftest import AppFactory, Browser, grant_of
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
@@ -84,16 +84,19 @@ def browser(app: Flask, browser_for: Any) -> Browser:
 
 
 def stored(app: Flask, browser: Browser, scope: str = "idx") -> dict[str, Any]:
-    cookie = browser.client.get_cookie("session")
-    assert cookie is not None
-    state = app.extensions["spark"]
-    record = state.tokens.store.load(f"session:{cookie.value}", scope)
-    assert record is not None
-    return dict(record)
+    grant = grant_of(app, browser.client, scope)
+    assert grant is not None
+    return {
+        "access_token": grant.access_token,
+        "refresh_token": grant.refresh_token,
+        "expires_at": grant.expires_at,
+        "obtained_at": grant.obtained_at,
+    }
 
 
 def data_statuses(platform: SparkPlatform) -> list[int]:
-    return [r.status for r in platform.requests_for("data")]
+    """Statuses of the data calls after the sign-in's own ``/my/account`` read."""
+    return [r.status for r in platform.requests_for("data")][1:]
 
 
 def test_reactive_refresh_on_1020_retries_once(
@@ -200,7 +203,7 @@ def test_rate_limit_beyond_retries_answers_503_with_retry_after(
     page = browser.client.get("/account")
     assert page.status_code == 503
     assert page.headers["Retry-After"] == "1"
-    assert len(spark_platform.requests_for("data")) == 3  # one call, two retries
+    assert len(data_statuses(spark_platform)) == 3  # one call, two retries
 
 
 def test_long_retry_after_is_not_waited_out(
@@ -214,14 +217,14 @@ def test_long_retry_after_is_not_waited_out(
         "error": "unavailable",
         "message": "Flexmls asked us to slow down. Please try again shortly.",
     }
-    assert len(spark_platform.requests_for("data")) == 1
+    assert len(data_statuses(spark_platform)) == 1
 
 
 def test_post_is_never_retried(browser: Browser, spark_platform: SparkPlatform) -> None:
     spark_platform.add_fault(Fault("data", "rate_limit", retry_after=0))
     page = browser.client.post("/contacts", data={"name": "Pat"})
     assert page.status_code == 503
-    assert len(spark_platform.requests_for("data")) == 1
+    assert len(data_statuses(spark_platform)) == 1
 
 
 def test_post_wraps_the_body_and_returns_the_resource_uri(
@@ -242,7 +245,7 @@ def test_paginate_walks_every_page(browser: Browser, spark_platform: SparkPlatfo
     response = browser.client.get("/listings")
     ids = response.json
     assert ids is not None
-    calls = spark_platform.requests_for("data")
+    calls = spark_platform.requests_for("data")[1:]  # after the sign-in's account read
     assert [c.query.get("_page") for c in calls] == ["1", "2", "3"]
     assert all(c.query.get("_pagination") == "1" for c in calls)
     assert len(ids) == len(set(ids)) == 57
@@ -298,7 +301,9 @@ def test_token_refreshed_signal(
     spark_platform.expire_all()
     with token_refreshed.connected_to(lambda sender, **kw: received.append(kw), app):
         browser.client.get("/account")
-    assert received == [{"scope": "idx", "app_wide": False}]
+    assert received == [
+        {"scope": "idx", "app_wide": False, "account_id": spark_platform.accounts[0]["Id"]}
+    ]
 
 
 def test_connections_are_pooled_and_kept_alive(app: Flask, browser: Browser) -> None:
@@ -391,9 +396,8 @@ def test_platform_unavailable_page_when_unreachable(
 
 
 def two_processes(make_app: AppFactory, browser_for: Any) -> tuple[Browser, Any]:
-    """Two apps on one Redis stand in for two worker processes, each with its own
-    per-process memory of token records: a browser signed in through the first, and a test
-    client of the second carrying the same session cookie."""
+    """Two apps on one Redis stand in for two worker processes: a browser signed in
+    through the first, and a test client of the second carrying the same session cookie."""
     first, second = make_app(), make_app()
     add_views(first)
     add_views(second)
@@ -406,17 +410,17 @@ def two_processes(make_app: AppFactory, browser_for: Any) -> tuple[Browser, Any]
     return browser, other
 
 
-def test_a_record_remembered_by_another_process_goes_stale_safely(
+def test_another_process_uses_a_refreshed_token_at_once(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
     browser, other = two_processes(make_app, browser_for)
-    assert other.get("/account").status_code == 200  # the second process remembers it
+    assert other.get("/account").status_code == 200
 
     spark_platform.expire_all()
     assert browser.client.get("/account").status_code == 200  # the first one refreshes
-    assert other.get("/account").status_code == 200  # stale token: 1020, re-read, retry
+    assert other.get("/account").status_code == 200  # reads the grant fresh: no 401
     assert spark_platform.stats.refreshes == 1
-    assert [r.status for r in spark_platform.requests_for("data")][-2:] == [401, 200]
+    assert [r.status for r in spark_platform.requests_for("data")][-3:] == [401, 200, 200]
 
     browser.client.post("/logout", headers={"Origin": "http://localhost"})
     assert other.get("/account").status_code == 302  # the session itself is gone
@@ -425,10 +429,10 @@ def test_a_record_remembered_by_another_process_goes_stale_safely(
 def test_a_remembered_token_whose_successor_also_expired(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
-    """The stored token another process refreshed to may itself have expired since: adopt
-    it, and when the platform says 1020 again, refresh once more. Never a sign-out."""
+    """The stored token another process refreshed to may itself have expired since: when
+    the platform says 1020 again, refresh once more. Never a sign-out."""
     browser, other = two_processes(make_app, browser_for)
-    assert other.get("/account").status_code == 200  # remembers the first token
+    assert other.get("/account").status_code == 200
 
     spark_platform.expire_all()
     assert browser.client.get("/account").status_code == 200  # refreshed elsewhere
@@ -436,7 +440,7 @@ def test_a_remembered_token_whose_successor_also_expired(
     assert other.get("/account").status_code == 200
     assert spark_platform.stats.refreshes == 2
     assert spark_platform.stats.rejected_refreshes == 0
-    assert [r.status for r in spark_platform.requests_for("data")][-3:] == [401, 401, 200]
+    assert [r.status for r in spark_platform.requests_for("data")][-2:] == [401, 200]
 
 
 def test_refresh_timeout_answers_503_and_keeps_the_tokens(
@@ -464,28 +468,21 @@ def test_a_query_string_in_the_path_is_refused_clearly(app: Flask) -> None:
         spark_api.get("/listings?_limit=3", _page=2)
 
 
-def test_file_locks_live_outside_the_cache_folder(tmp_path: Any) -> None:
-    from cachelib import FileSystemCache
-
-    from flask_spark import CacheLibTokenStore
-
-    store = CacheLibTokenStore(FileSystemCache(str(tmp_path / "cache")))
-    assert not store.lock_dir.startswith(str(tmp_path))
-
-
-def test_token_records_live_as_long_as_the_session_is_used(
-    make_app: AppFactory, browser_for: Any, redis_client: Any
+def test_a_binding_lives_as_long_as_the_session_is_used(
+    make_app: AppFactory, browser_for: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from datetime import timedelta
 
-    app = make_app(PERMANENT_SESSION_LIFETIME=timedelta(hours=2), SPARK_TOKEN_CACHE_SECONDS=0)
+    import flask_spark.tokens
+
+    app = make_app(PERMANENT_SESSION_LIFETIME=timedelta(hours=2))
     add_views(app)
     browser = browser_for(app)
     browser.sign_in()
-    cookie = browser.client.get_cookie("session")
-    assert cookie is not None
-    key = f"session:spark:session:{cookie.value}"
+    [key] = redis_client.keys("spark:b:*")
     redis_client.expire(key, 60)  # as if signed in almost two hours ago
+    real = flask_spark.tokens.time.time
+    monkeypatch.setattr(flask_spark.tokens.time, "time", lambda: real() + 61)
     assert browser.client.get("/account").status_code == 200
     assert redis_client.ttl(key) > 7000  # slid forward with the session, like its blob
 

@@ -14,7 +14,7 @@ from flask_spark.config import normalize_portal
 
 
 def make(tmp_path: Any, session: bool = True, **config: Any) -> Flask:
-    app = Flask("configured")
+    app = Flask("configured", instance_path=str(tmp_path / "instance"))
     app.config.update(
         SECRET_KEY="k",
         SESSION_TYPE="cachelib",
@@ -145,3 +145,33 @@ def test_app_handlers_are_not_overridden(tmp_path: Any) -> None:
 
 def test_portal_names_are_lowercased() -> None:
     assert normalize_portal("MyPortal") == "myportal"
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("SPARK_REFRESH_LOCK_SECONDS", "no longer read; use SPARK_REFRESH_LEASE_SECONDS"),
+        ("SPARK_MAX_PENDING_LOGINS", "SPARK_MAX_PENDING_LOGINS is no longer read."),
+    ],
+)
+def test_keys_of_earlier_builds_are_warned_about(tmp_path: Any, key: str, says: str) -> None:
+    app = make(tmp_path, **{key: 5})
+    with pytest.warns(SparkWarning, match=says):
+        Spark(app)
+
+
+def test_a_cluster_session_redis_without_a_grant_store_is_warned_about(
+    tmp_path: Any, cluster_topology: Any
+) -> None:
+    from redis.cluster import RedisCluster
+
+    client = RedisCluster.from_url(f"redis://127.0.0.1:{cluster_topology.master_ports[0]}")
+    try:
+        app = make(tmp_path, session=False, SESSION_TYPE="redis", SESSION_REDIS=client)
+        with pytest.warns(RuntimeWarning, match="No valid Redis instance"):  # Flask-Session
+            Session(app)
+        with pytest.warns(SparkWarning, match="SPARK_GRANT_STORE='redis\\+cluster"):
+            Spark(app)
+        app.extensions["spark"].tokens.store.close()
+    finally:
+        client.close()

@@ -14,6 +14,9 @@ import ast
 import importlib.util
 import os
 import re
+import shutil
+import sqlite3
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 import urllib3
+from cachelib import FileSystemCache
 from dotenv import dotenv_values
 from flask import Flask, jsonify
 from flask_session import Session
@@ -34,6 +38,7 @@ from flask_spark import (
     RateLimited,
     Spark,
     SparkError,
+    spark_account,
     spark_api,
     spark_login_required,
 )
@@ -52,13 +57,18 @@ EXAMPLES = DOCS / "examples"
 
 
 @pytest.fixture
-def example() -> Iterator[Callable[[str], ModuleType]]:
-    """Import ``docs/examples/<name>.py`` afresh, as a module of its own."""
+def example() -> Iterator[Callable[..., ModuleType]]:
+    """Import ``docs/examples/<name>.py`` afresh, as a module of its own; with ``folder``,
+    a copy of it in that folder (so its Flask instance folder is ``folder/instance``, not
+    one inside ``docs/``)."""
     loaded: list[str] = []
 
-    def load(name: str) -> ModuleType:
+    def load(name: str, folder: Path | None = None) -> ModuleType:
         module_name = f"docs_example_{name}"
-        spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
+        source = EXAMPLES / f"{name}.py"
+        if folder is not None:
+            source = Path(shutil.copy(source, folder / source.name))
+        spec = importlib.util.spec_from_file_location(module_name, source)
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -81,6 +91,7 @@ def built() -> Iterator[list[Flask]]:
         state = app.extensions.get("spark")
         if state is not None:
             state.transport.close()
+            state.tokens.store.close()
         client = app.config.get("SESSION_REDIS")
         if client is not None:
             client.close()
@@ -117,7 +128,7 @@ def shell_commands(name: str) -> list[str]:
 
 
 def test_quickstart_app_signs_in_and_greets(
-    example: Callable[[str], ModuleType],
+    example: Callable[..., ModuleType],
     spark_platform: SparkPlatform,
     browser_for: Any,
     built: list[Flask],
@@ -125,7 +136,7 @@ def test_quickstart_app_signs_in_and_greets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    app = example("quickstart").create_app(**simulator_config(spark_platform))
+    app = example("quickstart", tmp_path).create_app(**simulator_config(spark_platform))
     built.append(app)
     browser: Browser = browser_for(app)
 
@@ -138,9 +149,17 @@ def test_quickstart_app_signs_in_and_greets(
     assert browser.client.get("/").text == "Signed in as Jane Agent"
     assert any((tmp_path / "sessions").iterdir())  # Flask-Session's cachelib files
 
+    # As the page says: the grant is in SQLite in the instance folder, readable by this
+    # user only, one row for the account that signed in.
+    grants = tmp_path / "instance" / "spark-grants.sqlite3"
+    assert stat.S_IMODE(grants.stat().st_mode) == 0o600
+    with sqlite3.connect(grants) as db:
+        rows = db.execute("SELECT account_id, scope FROM spark_grants").fetchall()
+    assert rows == [(spark_platform.accounts[0]["Id"], "idx")]
+
 
 def test_quickstart_as_the_page_runs_it(
-    example: Callable[[str], ModuleType],
+    example: Callable[..., ModuleType],
     built: list[Flask],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -173,7 +192,7 @@ def test_quickstart_as_the_page_runs_it(
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         monkeypatch.chdir(tmp_path)
-        app = example("quickstart").create_app()
+        app = example("quickstart", tmp_path).create_app()
         built.append(app)
         assert app.config["SPARK_ALLOW_HTTP_LOOPBACK"] is True
 
@@ -202,7 +221,7 @@ def test_quickstart_as_the_page_runs_it(
         assert client.get("/", base_url=base).text == "Signed in as Jane Agent"
 
         routes = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", str(EXAMPLES / "quickstart.py"), "routes"],
+            [sys.executable, "-m", "flask", "--app", "quickstart", "routes"],
             capture_output=True,
             text=True,
             cwd=tmp_path,
@@ -269,7 +288,8 @@ def test_settings_sign_in_and_token_lifetime(
     built: list[Flask],
 ) -> None:
     """settings.py as written (only the platform URLs point at the simulator): secure Lax
-    cookie, and the token record lives PERMANENT_SESSION_LIFETIME, like the session."""
+    cookie, the grant in the same Redis, and the browser's binding to it lives
+    PERMANENT_SESSION_LIFETIME, like the session."""
     spark_platform.register_client(
         spark_platform.client_id,
         spark_platform.client_secret,
@@ -300,7 +320,9 @@ def test_settings_sign_in_and_token_lifetime(
     cookie = client.get_cookie("session", domain="portal.example.com")
     assert cookie is not None
     week = 7 * 24 * 3600
-    token_ttl = redis_client.ttl(f"session:spark:session:{cookie.value}")
+    assert len(redis_client.keys("spark:g:*")) == 1
+    [binding] = redis_client.keys("spark:b:*")
+    token_ttl = redis_client.ttl(binding)
     session_ttl = redis_client.ttl(f"session:{cookie.value}")
     assert week - 10 <= token_ttl <= week
     assert week - 10 <= session_ttl <= week
@@ -308,7 +330,7 @@ def test_settings_sign_in_and_token_lifetime(
 
 @pytest.mark.usefixtures("production_env")
 def test_wsgi_proxy_fix_lets_https_sign_out_pass(
-    example: Callable[[str], ModuleType], built: list[Flask]
+    example: Callable[..., ModuleType], built: list[Flask]
 ) -> None:
     wsgi = example("wsgi")
     app = wsgi.app
@@ -348,7 +370,7 @@ def test_gunicorn_config_loads_the_wsgi_app() -> None:
 
 
 def test_api_usage_views(
-    example: Callable[[str], ModuleType],
+    example: Callable[..., ModuleType],
     make_app: AppFactory,
     browser_for: Any,
     spark_platform: SparkPlatform,
@@ -398,7 +420,7 @@ def test_a_query_string_in_the_path_is_refused_as_the_pages_say(make_app: AppFac
 
 @pytest.fixture
 def pages_app(
-    example: Callable[[str], ModuleType], make_app: AppFactory
+    example: Callable[..., ModuleType], make_app: AppFactory
 ) -> tuple[Flask, ModuleType]:
     module = example("pages_and_signals")
     app = make_app()
@@ -584,7 +606,7 @@ def test_every_reason_is_documented() -> None:
 
 
 def test_portals_keep_their_own_sign_in(
-    example: Callable[[str], ModuleType],
+    example: Callable[..., ModuleType],
     spark_platform: SparkPlatform,
     browser_for: Any,
     redis_server: RedisServer,
@@ -625,7 +647,7 @@ def test_portals_keep_their_own_sign_in(
 
 
 def test_single_session_command(
-    example: Callable[[str], ModuleType],
+    example: Callable[..., ModuleType],
     make_app: AppFactory,
     spark_platform: SparkPlatform,
 ) -> None:
@@ -654,6 +676,289 @@ def test_single_session_command(
     refresh = spark_platform.requests_for("grant")[-1]
     assert refresh.json is not None
     assert refresh.json["redirect_uri"] == "https://portal.example.com/callback"
+
+
+# -- grants: jobs, operators, the app's own users, stores ---------------------------------------
+
+SAME_SITE = {"Sec-Fetch-Site": "same-origin"}
+
+
+def file_session_app(platform: SparkPlatform, tmp_path: Path, **extra: Any) -> Flask:
+    """An app with file sessions and Session(app) done, its instance folder in tmp_path:
+    the samples below do the Spark part themselves."""
+    app = Flask("grants_example", instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=FileSystemCache(str(tmp_path / "sessions")),
+        **simulator_config(platform, **extra),
+    )
+    Session(app)
+    return app
+
+
+def test_a_job_works_for_a_signed_in_agent_and_shares_the_refresh(
+    example: Callable[..., ModuleType],
+    spark_platform: SparkPlatform,
+    browser_for: Any,
+    built: list[Flask],
+    tmp_path: Path,
+) -> None:
+    """jobs.py as the grants page shows it: the command and the nightly job call the API
+    with the agent's stored grant, one refresh serves the job and the browser, and a
+    sign-out ends the job's access too."""
+    jobs = example("jobs")
+    app = file_session_app(spark_platform, tmp_path)
+    jobs.init_app(app)
+    built.append(app)
+
+    @app.get("/count")
+    def count() -> Any:
+        return {
+            "total": spark_api.request(
+                "GET", "/listings", params={"_pagination": "count"}
+            ).pagination["TotalRows"]
+        }
+
+    runner = app.test_cli_runner()
+    jane = spark_platform.accounts[0]["Id"]
+    never = runner.invoke(args=["count-listings-for", jane])
+    assert never.exit_code == 1
+    assert never.output == f"Error: {jane} has to sign in again\n"
+    assert jobs.nightly_counts(app) == {}
+
+    browser: Browser = browser_for(app)
+    browser.sign_in()
+    done = runner.invoke(args=["count-listings-for", jane])
+    assert (done.exit_code, done.output) == (0, f"{len(LISTINGS)} listings\n")
+
+    spark_platform.expire_all()
+    assert runner.invoke(args=["count-listings-for", jane]).output == done.output
+    assert browser.client.get("/count").json == {"total": len(LISTINGS)}
+    assert spark_platform.stats.refreshes == 1  # the job's refresh served the browser
+
+    assert jobs.nightly_counts(app) == {jane: len(LISTINGS)}
+    with app.app_context():
+        assert not spark_account  # no request, no browser: only client_for knows whom
+
+    assert browser.client.post("/logout", headers=SAME_SITE).status_code == 303
+    gone = runner.invoke(args=["count-listings-for", jane])
+    assert gone.output == f"Error: {jane} has to sign in again\n"
+    assert jobs.nightly_counts(app) == {}
+
+
+def console_block(page: str, command: str) -> list[str]:
+    """The lines a ``.. code-block:: console`` of ``page`` shows after ``$ <command>``."""
+    text = (DOCS / page).read_text()
+    start = text.index(f"   $ {command}\n") + len(f"   $ {command}\n")
+    lines = []
+    for line in text[start:].splitlines():
+        if not line.startswith("   ") or line.startswith("   $ "):
+            break
+        lines.append(line[3:])
+    return lines
+
+
+def test_flask_spark_grants_list_and_revoke(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    """The commands of the grants page, with the output it shows."""
+    app = make_app()
+
+    @app.get("/me")
+    @spark_login_required
+    def me() -> Any:
+        return spark_api.get("/my/account")[0]["Name"]
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["spark", "grants", "list"]).output == "No grants.\n"
+    browser: Browser = browser_for(app)
+    browser.sign_in()
+    jane = spark_platform.accounts[0]["Id"]
+
+    shown = console_block("grants.rst", "flask --app portal spark grants list")
+    listed = runner.invoke(args=["spark", "grants", "list"]).output.splitlines()
+    assert listed[0] == shown[0]  # the header
+    row = listed[1].split()
+    assert (row[0], row[1], row[-2:]) == (jane, "idx", ["Jane", "Agent"])
+    assert shown[1].split()[:2] == [jane, "idx"]
+    assert shown[1].endswith("Jane Agent")
+    with app.app_context():
+        [info] = app.extensions["spark"].extension.grants.list()
+    assert (info.account_id, info.scope, info.name, info.ended) == (
+        jane,
+        "idx",
+        "Jane Agent",
+        False,
+    )
+
+    revocations = spark_platform.stats.revocations
+    revoked = runner.invoke(args=["spark", "grants", "revoke", jane])
+    assert revoked.exit_code == 0
+    assert revoked.output.splitlines() == console_block(
+        "grants.rst", f"flask --app portal spark grants revoke {jane}"
+    )
+    assert spark_platform.stats.revocations == revocations + 1
+    assert browser.client.get("/me").status_code == 302  # signed out in every browser
+    again = runner.invoke(args=["spark", "grants", "revoke", jane])
+    assert (again.exit_code, again.output) == (1, f"Error: No grant of account {jane}\n")
+
+
+@pytest.mark.parametrize("ends_grant", [True, False])
+def test_sign_out_ends_the_grant_or_only_this_browser(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform, ends_grant: bool
+) -> None:
+    """SPARK_LOGOUT_ENDS_GRANT as the grants page tells it: two browsers of one agent
+    share one grant; signing out of one ends it for both and revokes it (the default),
+    or only unbinds that browser."""
+    app = make_app(SPARK_LOGOUT_ENDS_GRANT=ends_grant)
+
+    @app.get("/me")
+    @spark_login_required
+    def me() -> Any:
+        return spark_api.get("/my/account")[0]["Name"]
+
+    laptop: Browser = browser_for(app)
+    phone: Browser = browser_for(app)
+    laptop.sign_in()
+    phone.sign_in()
+    with app.app_context():
+        assert len(app.extensions["spark"].extension.grants.list()) == 1  # one grant, shared
+    assert laptop.client.get("/me").text == phone.client.get("/me").text == "Jane Agent"
+
+    revocations = spark_platform.stats.revocations
+    assert laptop.client.post("/logout", headers=SAME_SITE).status_code == 303
+    assert laptop.client.get("/me").status_code == 302
+    with app.app_context():
+        left = app.extensions["spark"].extension.grants.list()
+    if ends_grant:
+        assert phone.client.get("/me").status_code == 302
+        assert left == []
+        assert spark_platform.stats.revocations == revocations + 1
+    else:
+        assert phone.client.get("/me").text == "Jane Agent"
+        assert len(left) == 1
+        assert spark_platform.stats.revocations == revocations
+
+
+def test_flask_login_follows_the_flexmls_sign_in(
+    example: Callable[..., ModuleType],
+    spark_platform: SparkPlatform,
+    browser_for: Any,
+    built: list[Flask],
+    tmp_path: Path,
+) -> None:
+    """accounts.py: Flask-Login's current_user is the app's user while the Flexmls
+    sign-in lasts, spark_user the same user without Flask-Login, and a sign-out in
+    another browser logs this one out of both."""
+    accounts = example("accounts")
+    app = file_session_app(spark_platform, tmp_path, SECRET_KEY="test-secret-key")
+    accounts.init_app(app)
+    built.append(app)
+    laptop: Browser = browser_for(app)
+    phone: Browser = browser_for(app)
+
+    assert laptop.client.get("/").headers["Location"] == "/login?next=%2F"
+    assert laptop.client.get("/whoami").json == {"signed_in": False}
+    signed_in = laptop.sign_in("/")
+    assert signed_in.headers["Location"] == "/"
+    assert laptop.client.get("/").text == "Hello, Jane Agent (jane.agent@prairie-home.example)"
+    assert laptop.client.get("/whoami").json == {
+        "signed_in": True,
+        "user": "Jane Agent",
+        "office": spark_platform.accounts[0]["OfficeId"],
+    }
+    jane = spark_platform.accounts[0]["Id"]
+    assert list(accounts.USERS) == [jane]
+
+    phone.sign_in()
+    assert phone.client.get("/").status_code == 200
+    assert list(accounts.USERS) == [jane]  # the same user, made once
+    assert phone.client.post("/logout", headers=SAME_SITE).status_code == 303
+    assert phone.client.get("/").status_code == 302
+    # The laptop still holds Flask-Login's _user_id, but the grant is over.
+    assert laptop.client.get("/").status_code == 302
+    assert laptop.client.get("/whoami").json == {"signed_in": False}
+
+
+def docstring_block(module: ModuleType, after: str) -> list[str]:
+    """The indented block of ``module``'s docstring that follows the line ``after``."""
+    lines = (module.__doc__ or "").splitlines()
+    start = lines.index(after) + 2
+    block = []
+    for line in lines[start:]:
+        if line and not line.startswith("    "):
+            break
+        block.append(line[4:])
+    while block and not block[-1]:
+        block.pop()
+    return block
+
+
+def test_the_grants_page_copies_the_table_and_key_layouts() -> None:
+    import flask_spark.stores.redis
+    import flask_spark.stores.sql
+
+    page = (DOCS / "grants.rst").read_text()
+    for module, after in (
+        (flask_spark.stores.sql, "Tables (``spark_`` prefix by default)::"),
+        (
+            flask_spark.stores.redis,
+            "its bindings and their index share one Cluster hash slot)::",
+        ),
+    ):
+        block = docstring_block(module, after)
+        assert len(block) >= 4
+        assert "\n".join(f"   {line}" if line else "" for line in block) in page, module
+
+
+def test_an_engine_or_a_redis_client_of_the_apps_own(
+    example: Callable[..., ModuleType],
+    spark_platform: SparkPlatform,
+    browser_for: Any,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    built: list[Flask],
+    tmp_path: Path,
+) -> None:
+    """stores.py: the app's database gets the four spark_ tables beside its own; the
+    Redis client gets the keys of the page's layout under the prefix given."""
+    stores = example("stores")
+    database = tmp_path / "app.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE agents (id TEXT PRIMARY KEY)")
+    in_sql = file_session_app(spark_platform, tmp_path / "sql")
+    stores.spark_in_the_apps_database(in_sql, f"sqlite:///{database}")
+    built.append(in_sql)
+    engine = in_sql.extensions["spark"].tokens.store.engine  # the app's: it disposes it
+    assert browser_for(in_sql).sign_in().status_code == 303
+    with sqlite3.connect(database) as db:
+        tables = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        grants = db.execute("SELECT account_id, scope FROM spark_grants").fetchall()
+    assert tables == {"agents", "spark_grants", "spark_bindings", "spark_pending", "spark_markers"}
+    assert grants == [(spark_platform.accounts[0]["Id"], "idx")]
+    engine.dispose()
+
+    in_redis = file_session_app(spark_platform, tmp_path / "redis")
+    stores.spark_in_its_own_redis(in_redis, redis_server.url)
+    built.append(in_redis)
+    client = in_redis.extensions["spark"].tokens.store.client  # the app's: it closes it
+    assert browser_for(in_redis).sign_in().status_code == 303
+    keys = sorted(key.decode() for key in redis_client.keys("*"))
+    kinds = [
+        re.sub(r"\{[0-9a-f]{32}\}", "{<g>}", re.sub(r"[0-9a-f]{64}", "<sha256>", key))
+        for key in keys
+    ]
+    # The pending sign-in was taken; the binding, its index and the grant remain, plus
+    # the retired session id's marker.
+    assert sorted(kinds) == [
+        "portal:spark:b:{<g>}:<sha256>",
+        "portal:spark:bs:{<g>}",
+        "portal:spark:g:{<g>}",
+        "portal:spark:m:<sha256>",
+    ]
+    client.close()
 
 
 # -- testing your app ---------------------------------------------------------------------------
@@ -785,7 +1090,9 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     html = tmp_path / "html"
     assert (html / "_static" / "flow.svg").exists()
     assert (html / "_images" / "dashboard.png").exists()
-    assert "1.03x" in (html / "performance.html").read_text()
+    assert "1.24x" in (html / "performance.html").read_text()
+    assert "1.24x" in (html / "index.html").read_text()
+    assert (html / "grants.html").exists()
     config_page = (html / "configuration.html").read_text()
     assert "SPARK_ONE_PORTAL_PER_SESSION" in config_page
     assert "Unreleased" in (html / "changelog.html").read_text()

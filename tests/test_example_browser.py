@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-import flask_spark.state
+import flask_spark.views
 from flask_spark.testing import ACCOUNTS, LISTINGS
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, PortalServer, chromium_missing
@@ -201,7 +201,7 @@ def test_a_sign_in_finished_too_late_shows_the_expired_page(
     # The user leaves the consent page open for an hour: move Flask-Spark's clock for
     # pending sign-ins (10 minutes by default) forward rather than waiting.
     later = types.SimpleNamespace(time=lambda: time.time() + 3600)
-    monkeypatch.setattr(flask_spark.state, "time", later)
+    monkeypatch.setattr(flask_spark.views, "time", later)
 
     page.get_by_role("button", name="Approve").click()
 

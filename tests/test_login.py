@@ -193,11 +193,11 @@ def test_missing_or_forged_state_is_refused(
 def test_expired_state_is_refused(
     browser: Browser, spark_platform: SparkPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flask_spark.state
+    import flask_spark.views
 
     callback, _ = browser.authorize(browser.start_login())
-    real = flask_spark.state.time.time
-    monkeypatch.setattr(flask_spark.state.time, "time", lambda: real() + 601)
+    real = flask_spark.views.time.time
+    monkeypatch.setattr(flask_spark.views.time, "time", lambda: real() + 601)
     response = browser.client.get(callback)
     assert response.status_code == 400
     assert b"too long" in response.data
@@ -226,12 +226,17 @@ def test_two_tabs_and_a_double_click_all_work(
     assert browser.client.get(callback_one).headers["Location"] == "/one"
 
 
-def test_pending_sign_ins_are_capped(browser: Browser, app: Flask) -> None:
-    first = browser.start_login()
-    for _ in range(app.config.get("SPARK_MAX_PENDING_LOGINS", 5)):
+def test_pending_sign_ins_live_in_the_grant_store_not_the_session(
+    browser: Browser, redis_client: Any
+) -> None:
+    for _ in range(20):
         browser.start_login()
-    callback, _ = browser.authorize(first)
-    assert browser.client.get(callback).status_code == 400
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    blob = redis_client.get(f"session:{cookie.value}")
+    assert blob is not None
+    assert len(blob) < 200  # the session did not grow
+    assert len(redis_client.keys("spark:p:*")) == 20
 
 
 def test_cancelled_sign_in_reads_as_cancelled(
@@ -365,7 +370,8 @@ def test_session_id_rotates_and_the_old_record_is_gone(
     assert after is not None
     assert after.value != before.value
     assert not redis_client.exists(f"session:{before.value}")
-    assert redis_client.exists(f"session:spark:session:{after.value}")
+    assert redis_client.exists(f"session:{after.value}")
+    assert redis_client.keys("spark:b:*")  # the new session's binding
 
 
 def test_cookie_and_session_blob_hold_no_token(
@@ -473,7 +479,8 @@ def test_signals_fire_and_a_receiver_may_replace_the_error_page(
     with token_obtained.connected_to(on_obtained, app), login_failed.connected_to(on_failed, app):
         browser.sign_in()
         failed = browser.client.get("/callback?state=x&code=y")
-    assert obtained == [{"scope": "idx", "portal": None}]
+    account_id = spark_platform.accounts[0]["Id"]
+    assert obtained == [{"scope": "idx", "portal": None, "account_id": account_id}]
     assert failed.status_code == 418
     assert failed.data == b"custom unknown_state"
     assert failed.headers["Cache-Control"] == "no-store"
@@ -551,11 +558,11 @@ def test_retry_links_keep_next(browser: Browser, spark_platform: SparkPlatform) 
 def test_expired_sign_in_offers_a_retry_with_next(
     browser: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flask_spark.state
+    import flask_spark.views
 
     callback, _ = browser.authorize(browser.start_login("/login?next=/account"))
-    real = flask_spark.state.time.time
-    monkeypatch.setattr(flask_spark.state.time, "time", lambda: real() + 601)
+    real = flask_spark.views.time.time
+    monkeypatch.setattr(flask_spark.views.time, "time", lambda: real() + 601)
     response = browser.client.get(callback)
     assert response.status_code == 400
     assert b'href="/login?next=/account"' in response.data
@@ -630,7 +637,7 @@ def test_a_store_failure_after_the_exchange_gives_the_grant_back(
     def down(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("down")
 
-    monkeypatch.setattr(store, "save", down)
+    monkeypatch.setattr(store, "put", down)
     response = browser.client.get(callback)
     assert response.status_code == 503
     assert b"storage is unavailable" in response.data
@@ -650,7 +657,7 @@ def test_logout_behind_a_tls_proxy_without_proxyfix(
 def test_an_apps_base_class_handler_is_not_overridden(tmp_path: Any) -> None:
     from flask_spark import SparkError
 
-    app = Flask("portal")
+    app = Flask("portal", instance_path=str(tmp_path / "instance"))
     app.config.update(
         SECRET_KEY="k",
         SESSION_TYPE="cachelib",

@@ -6,20 +6,20 @@ from flask_spark import (
     NotSignedIn,
     logged_out,
     login_failed,
-    spark_api,
+    spark_account,
     spark_login_required,
     token_obtained,
 )
 
 
 def remember_the_agent(app, **extra):
-    """token_obtained: the sign-in just finished, spark_api already uses the new grant."""
-    me = spark_api.get("/my/account")[0]
-    session["agent"] = {"id": me["Id"], "name": me["Name"]}
+    """token_obtained: the sign-in just finished; spark_account (read at sign-in, no API
+    call) and spark_api already see the new grant."""
+    session["agent"] = {"id": spark_account.id, "name": spark_account.name}
 
 
 def forget_the_agent(app, **extra):
-    """logged_out: the token record is gone; drop what the app kept about the user."""
+    """logged_out: this browser is signed out; drop what the app kept about the user."""
     session.pop("agent", None)
 
 

@@ -12,7 +12,8 @@ SPARK_CLIENT_SECRET = os.environ["SPARK_CLIENT_SECRET"]
 SPARK_USER_AGENT = "Prairie Home portal"
 SPARK_REDIRECT_URI = "https://portal.example.com/callback"
 
-# Flask-Session: server-side sessions in Redis; the tokens go to the same Redis.
+# Flask-Session: server-side sessions in Redis; Flask-Spark keeps its grants in the same
+# Redis, under keys of its own (spark:...).
 SESSION_TYPE = "redis"
 SESSION_REDIS = redis.Redis.from_url(os.environ["REDIS_URL"])
 
@@ -20,5 +21,5 @@ SESSION_REDIS = redis.Redis.from_url(os.environ["REDIS_URL"])
 SESSION_COOKIE_SECURE = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
-# How long a session, and the Flexmls sign-in kept with it, lasts.
+# How long a session, and its binding to the Flexmls sign-in, lasts unused.
 PERMANENT_SESSION_LIFETIME = timedelta(days=7)

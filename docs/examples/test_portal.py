@@ -20,6 +20,7 @@ def app(spark_platform, tmp_path, monkeypatch):
         SPARK_PLATFORM_URL=spark_platform.platform_url,
         SPARK_API_URL=spark_platform.api_url,
         SPARK_CA_CERTS=spark_platform.ca_file,  # trust the simulator's throwaway CA
+        SPARK_GRANT_STORE="memory://",  # each test's grants in memory, not instance/
     )
 
 
