@@ -17,11 +17,14 @@ import pytest
 import redis
 import urllib3
 
+from flask_spark.stores import GrantKey
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
 from .conftest import secret_values
 from .gunicorn_server import GunicornServer, burst, portal_env
 from .redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
 
 #: The refresh lock's lifetime in these tests; the holder keeps extending it.
 LOCK_SECONDS = 0.5
@@ -137,14 +140,16 @@ def expiry_rounds(
             yield
 
 
-def stored_record(redis_url: str, cookie: str) -> dict[str, Any]:
-    client = redis.Redis.from_url(redis_url)
+def stored_record(redis_url: str, platform: SparkPlatform, account_id: str) -> dict[str, str]:
+    """The grant of ``account_id`` (idx) as stored in Redis."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        raw = client.hget(f"session:spark:session:{cookie}", "idx")
+        key = GrantKey(platform.client_id, account_id, "idx")
+        record = client.hgetall(f"spark:g:{{{key.id}}}")
     finally:
         client.close()
-    assert raw is not None
-    return dict(json.loads(raw))
+    assert record
+    return dict(record)
 
 
 @pytest.mark.parametrize(
@@ -159,13 +164,13 @@ def test_bursts_refresh_once_per_expiry_across_two_hosts(
     servers: list[GunicornServer],
     latency: float,
 ) -> None:
-    env = portal_env(spark_platform, redis_server, SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS)
+    env = portal_env(spark_platform, redis_server, SPARK_REFRESH_LEASE_SECONDS=LOCK_SECONDS)
     first, second = two_hosts(spark_platform, env, servers)
     cookie = sign_in(http, first)
     headers = {"Cookie": f"session={cookie}"}
     rounds = expiry_rounds(spark_platform, http, (first, second), "/account", headers, latency)
     for _ in rounds:
-        record = stored_record(redis_server.url, cookie)
+        record = stored_record(redis_server.url, spark_platform, ACCOUNTS[0]["Id"])
         live = spark_platform.grant_for(record["access_token"])
         assert record["refresh_token"] == live.refresh_token  # the newest one
     assert spark_platform.stats.rejected_refreshes == 0
@@ -211,7 +216,8 @@ def test_many_sessions_at_once_never_get_each_others_tokens(
         for t in threads:
             t.join()
         assert seen == {i: (200, user["Name"]) for i, user in enumerate(users)}
-    assert spark_platform.stats.refreshes == 2 * len(cookies)
+    # The sessions of one account share its grant: one refresh per account and expiry.
+    assert spark_platform.stats.refreshes == 2 * len({user["Id"] for user in users})
     assert spark_platform.stats.rejected_refreshes == 0
 
 
@@ -222,8 +228,9 @@ def test_one_host_on_file_sessions_refreshes_once_per_expiry(
     servers: list[GunicornServer],
     tmp_path: Path,
 ) -> None:
-    env = portal_env(spark_platform, redis_server, SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS)
+    env = portal_env(spark_platform, redis_server, SPARK_REFRESH_LEASE_SECONDS=LOCK_SECONDS)
     env["PORTAL_CACHE_DIR"] = str(tmp_path / "sessions")
+    env["PORTAL_INSTANCE_DIR"] = str(tmp_path / "instance")
     server = GunicornServer(env, workers=4, threads=4)
     spark_platform.register_client(
         spark_platform.client_id, spark_platform.client_secret, (f"{server.url}/callback",)
@@ -247,7 +254,9 @@ def test_app_wide_token_bursts_refresh_once_per_expiry_in_total(
     servers: list[GunicornServer],
 ) -> None:
     pair = spark_platform.issue_tokens()
-    env = app_wide_env(spark_platform, redis_server, pair, SPARK_REFRESH_LOCK_SECONDS=LOCK_SECONDS)
+    env = app_wide_env(
+        spark_platform, redis_server, pair, SPARK_REFRESH_LEASE_SECONDS=LOCK_SECONDS
+    )
     first, second = two_hosts(spark_platform, env, servers)
     for _ in expiry_rounds(spark_platform, http, (first, second), "/app-account", {}, 0.2):
         pass  # each round asserts itself
