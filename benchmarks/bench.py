@@ -1,16 +1,19 @@
 """Side-by-side figures for Flask-Spark, printed as a table (run: ``tox -e bench``).
 
 Everything runs on this machine in one go: the Spark simulator over HTTPS in its own
-process (keep-alive on), a private ``redis-server``, and one Flask app with three views
-that make the same call to ``/v1/my/account``:
+process (keep-alive on), a private ``redis-server``, and Flask apps (Redis sessions) whose
+views make the same call to ``/v1/my/account``:
 
-- ``spark_api``: Flask-Spark (token record read from Redis, refresh checks, pooled HTTP);
+- ``spark_api``: Flask-Spark, with its grants in Redis, in SQLite and in PostgreSQL (when
+  a server answers on 127.0.0.1:5432): the binding and grant read, the refresh check,
+  pooled HTTP;
 - ``raw``: the floor, a module-level urllib3 keep-alive pool and a hard-coded token;
 - ``authlib``: Authlib's Flask client wired for Spark (``OAuth`` token type, the user
   agent header), which builds a new HTTP session for every call.
 
-Then the sign-in round trip against the grant endpoint's own latency, a refresh storm
-(many requests of one session on an expired token), and the Redis memory of one grant.
+Then the store round trips of one request, the sign-in round trip against the grant
+endpoint's own latency, refresh storms (many requests of one session on an expired token)
+in one process and on gunicorn workers, and the Redis memory of one grant.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +73,11 @@ class SimulatorControl:
     def expire_all(self) -> None:
         self.platform.expire_all()
 
+    def register_redirect_uri(self, uri: str) -> None:
+        platform = self.platform
+        uris = (*platform.redirect_uris, uri)
+        platform.register_client(platform.client_id, platform.client_secret, uris)
+
     def stats(self) -> dict[str, int]:
         return dict(vars(self.platform.stats))
 
@@ -95,11 +105,14 @@ SimulatorManager.register("control", callable=_get_control)
 # -- the app under test ------------------------------------------------------------------
 
 
-def build_app(control: Any, redis_url: str) -> tuple[Flask, dict[str, Any]]:
+def build_app(
+    control: Any, redis_url: str, grant_store: str | None = None
+) -> tuple[Flask, dict[str, Any]]:
     url, ca_file = control.url(), control.ca_file()
     client_id, client_secret = control.client()
     app = Flask("bench")
     app.config.update(
+        SPARK_GRANT_STORE=grant_store,
         SECRET_KEY="bench",  # noqa: S106 - a throwaway app on loopback
         SESSION_TYPE="redis",
         SESSION_REDIS=redis.Redis.from_url(redis_url),
@@ -286,20 +299,88 @@ def main() -> None:
         redis_server.cleanup()
 
 
+def _grant_token(app: Flask, client: FlaskClient) -> str:
+    """The access token the client's browser session is bound to."""
+    with client.session_transaction() as sess:
+        binding = sess["_spark"]["b"]["idx"]
+    state = app.extensions["spark"]
+    grant = state.tokens.resolve(binding, state.session_ttl)
+    assert grant is not None
+    return str(grant.access_token)
+
+
+def _postgres_url() -> str | None:
+    """A fresh PostgreSQL database for the benchmark, if a server answers locally."""
+    try:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS flask_spark_bench")
+            conn.exec_driver_sql("CREATE DATABASE flask_spark_bench")
+        admin.dispose()
+    except Exception:  # no server, no driver: the row is left out
+        return None
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/flask_spark_bench"
+
+
+def _redis_calls(store: redis.Redis) -> dict[str, int]:
+    stats = store.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def round_trips(
+    app: Flask, client: FlaskClient, store: redis.Redis, requests: int = 100
+) -> tuple[float, float]:
+    """Per request of ``/spark``: round trips to the session store (Flask-Session's Redis
+    ``GET`` and ``SET``) and to the grant store (Flask-Spark's Redis scripts, whose own
+    inner commands Redis counts too and are left out, or its SQL statements)."""
+    engine = getattr(app.extensions["spark"].tokens.store, "engine", None)
+    statements = [0]
+    if engine is not None:
+        import sqlalchemy as sa
+
+        def count(*_: Any) -> None:
+            statements[0] += 1
+
+        sa.event.listen(engine, "before_cursor_execute", count)
+    before = _redis_calls(store)
+    for _ in range(requests):
+        assert client.get("/spark").status_code == 200
+    after = _redis_calls(store)
+    if engine is not None:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    delta = {k: v - before.get(k, 0) for k, v in after.items()}
+    sessions = delta.get("get", 0) + delta.get("set", 0)
+    scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
+    grants = statements[0] if engine is not None else scripts
+    return sessions / requests, grants / requests
+
+
 def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> None:
-    app, shared = build_app(control, redis_server.url)
-    client = app.test_client()
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
     ca_file = control.ca_file()
     client_id, client_secret = control.client()
-    sign_in(client, ca_file)
+    sqlite_dir = Path(tempfile.mkdtemp(prefix="flask-spark-bench-"))
+    stores = {"Redis": None, "SQLite": f"sqlite:///{sqlite_dir / 'grants.sqlite3'}"}
+    postgres = _postgres_url()
+    if postgres is not None:
+        stores["PostgreSQL"] = postgres
+    apps: dict[str, tuple[Flask, FlaskClient]] = {}
+    for name, url in stores.items():
+        app, shared = build_app(control, redis_server.url, url)
+        client = app.test_client()
+        sign_in(client, ca_file)
+        shared["access_token"] = _grant_token(app, client)  # for the raw and Authlib views
+        apps[name] = (app, client)
+    app, client = apps["Redis"]
     cookie = client.get_cookie("session")
     assert cookie is not None
-    owner = f"session:spark:session:{cookie.value}"
-    store = redis.Redis.from_url(redis_server.url)
-    record = json.loads(store.hget(owner, "idx") or b"{}")
-    shared["access_token"] = record["access_token"]
 
-    variants = {name: (lambda n=name: client.get(f"/{n}")) for name in ("raw", "spark", "authlib")}
+    variants: dict[str, Callable[[], Any]] = {"raw": lambda: client.get("/raw")}
+    for name, (_, store_client) in apps.items():
+        variants[f"spark {name}"] = lambda c=store_client: c.get("/spark")
+    variants["authlib"] = lambda: client.get("/authlib")
     for fn in variants.values():  # warm up every path and pool
         for _ in range(20):
             assert fn().status_code == 200
@@ -310,29 +391,32 @@ def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> Non
     floor = statistics.median(results["raw"])
 
     print(f"\nOne API call inside a Flask request ({blocks} blocks x {calls} calls, median)")
-    print(f"  {'variant':<34}{'per call':>12}{'vs raw':>10}")
-    labels = {
-        "raw": "raw keep-alive floor (urllib3)",
-        "spark": "Flask-Spark spark_api.get",
-        "authlib": "Authlib Flask client",
-    }
-    for name in ("raw", "spark", "authlib"):
+    print(f"  {'variant':<40}{'per call':>12}{'vs raw':>10}")
+    labels = {"raw": "raw keep-alive floor (urllib3)", "authlib": "Authlib Flask client"}
+    for name in variants:
+        label = labels.get(name, f"Flask-Spark spark_api, grants in {name[6:]}")
         value = statistics.median(results[name])
-        print(f"  {labels[name]:<34}{value * 1e6:>9.0f} us{value / floor:>9.2f}x")
+        print(f"  {label:<40}{value * 1e6:>9.0f} us{value / floor:>9.2f}x")
+
+    print("\nStore round trips of one request to a spark_api view (mean of 100)")
+    print(f"  {'grants in':<40}{'session store':>14}{'grant store':>13}")
+    for name, (store_app, store_client) in apps.items():
+        sessions, grants = round_trips(store_app, store_client, store)
+        print(f"  {name:<40}{sessions:>14.2f}{grants:>13.2f}")
 
     logins = [sign_in(app.test_client(), ca_file) for _ in range(50)]
-    grants = [grant_latency(control, client_id, client_secret) for _ in range(50)]
-    login_ms, grant_ms = statistics.median(logins) * 1e3, statistics.median(grants) * 1e3
+    grants_ms = [grant_latency(control, client_id, client_secret) for _ in range(50)]
+    login_ms, grant_ms = statistics.median(logins) * 1e3, statistics.median(grants_ms) * 1e3
     print("\nSign-in round trip (/login + platform + /callback, median of 50)")
-    print(f"  {'sign-in round trip':<34}{login_ms:>9.2f} ms")
-    print(f"  {'grant endpoint alone':<34}{grant_ms:>9.2f} ms")
-    print(f"  {'ratio':<34}{login_ms / grant_ms:>9.2f}x")
+    print(f"  {'sign-in round trip':<40}{login_ms:>9.2f} ms")
+    print(f"  {'grant endpoint alone':<40}{grant_ms:>9.2f} ms")
+    print(f"  {'ratio':<40}{login_ms / grant_ms:>9.2f}x")
 
     single = []
     for _ in range(20):
         single.extend(storm(app, cookie.value, control, 1))
     one = statistics.median(single)
-    print("\nRefresh storm (one session, expired token, requests released together)")
+    print("\nRefresh storm in one process (one session, expired token, released together)")
     print(f"  {'requests':<10}{'p50':>10}{'p99':>10}{'p50 / lone refresh':>22}{'refreshes':>11}")
     lone_p99 = percentile(single, 99) * 1e3
     print(f"  {1:<10}{one * 1e3:>8.2f}ms{lone_p99:>8.2f}ms{1:>21.2f}x{'1 each':>11}")
@@ -349,14 +433,95 @@ def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> Non
             f"{statistics.median(waits) / one:>21.2f}x{f'{refreshes}/{rounds}':>11}"
         )
 
+    gunicorn_storm(control, redis_server, grant_ms / 1e3)
+
+    [owner] = store.keys("spark:g:*")
     grant_bytes = store.memory_usage(owner) or 0
     session_bytes = store.memory_usage(f"session:{cookie.value}") or 0
     print("\nRedis memory (MEMORY USAGE)")
-    print(f"  {'one stored grant (token hash)':<34}{grant_bytes:>9} bytes")
-    print(f"  {'its session blob':<34}{session_bytes:>9} bytes")
+    print(f"  {'one stored grant (hash)':<40}{grant_bytes:>9} bytes")
+    print(f"  {'its session blob':<40}{session_bytes:>9} bytes")
     store.close()
-    app.extensions["spark"].transport.close()
-    app.config["SESSION_REDIS"].close()
+    for store_app, _ in apps.values():
+        store_app.extensions["spark"].transport.close()
+        store_app.extensions["spark"].tokens.store.close()
+        store_app.config["SESSION_REDIS"].close()
+    shutil.rmtree(sqlite_dir, ignore_errors=True)
+
+
+def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: float) -> None:
+    """50 requests of one session on gunicorn (3 workers x 8 threads, grants in Redis),
+    released together: with a fresh token, and right after it expired."""
+    from tests.gunicorn_server import GunicornServer
+    from tests.http_browser import CookieBrowser
+
+    client_id, client_secret = control.client()
+    env = {
+        "FLASK_SECRET_KEY": "bench",
+        "FLASK_SPARK_CLIENT_ID": client_id,
+        "FLASK_SPARK_CLIENT_SECRET": client_secret,
+        "FLASK_SPARK_PLATFORM_URL": control.url(),
+        "FLASK_SPARK_API_URL": control.url(),
+        "FLASK_SPARK_CA_CERTS": control.ca_file(),
+        "FLASK_SPARK_USER_AGENT": USER_AGENT,
+        "PORTAL_REDIS_URL": redis_server.url,
+    }
+    server = GunicornServer(env, workers=3, threads=8)
+    control.register_redirect_uri(f"{server.url}/callback")
+    server.start()
+    try:
+        http = urllib3.PoolManager(ca_certs=control.ca_file(), maxsize=64, retries=False)
+        browser = CookieBrowser(http)
+        browser.sign_in(server.url)
+        headers = {"Cookie": f"session={browser.cookie}"}
+        urls = [f"{server.url}/account"] * 50
+        for _ in range(2):  # warm every worker's pools
+            timed_burst(http, urls, headers)
+        fresh: list[float] = []
+        expired: list[float] = []
+        before = control.stats()["refreshes"]
+        for _ in range(5):
+            fresh.extend(timed_burst(http, urls, headers))
+            control.expire_all()
+            expired.extend(timed_burst(http, urls, headers))
+        refreshes = control.stats()["refreshes"] - before
+        http.clear()
+    finally:
+        server.stop()
+    fresh_p99, expired_p99 = percentile(fresh, 99) * 1e3, percentile(expired, 99) * 1e3
+    budget = fresh_p99 + refresh_seconds * 1e3 + 20
+    print(
+        "\nRefresh storm on gunicorn (3 workers x 8 threads, 50 requests of one session, 5 rounds)"
+    )
+    print(f"  {'p99 with a fresh token':<40}{fresh_p99:>9.2f} ms")
+    print(f"  {'p99 right after expiry':<40}{expired_p99:>9.2f} ms")
+    print(f"  {'budget: fresh p99 + refresh + 20 ms':<40}{budget:>9.2f} ms")
+    print(f"  {'refreshes at the platform':<40}{refreshes:>9}/5")
+
+
+def timed_burst(
+    http: urllib3.PoolManager, urls: list[str], headers: dict[str, str]
+) -> list[float]:
+    """One request per URL from as many threads, released together; their latencies."""
+    barrier = threading.Barrier(len(urls))
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def hit(url: str) -> None:
+        barrier.wait()
+        start = time.perf_counter()
+        status = http.request("GET", url, headers=headers, redirect=False).status
+        elapsed = time.perf_counter() - start
+        assert status == 200, status
+        with lock:
+            latencies.append(elapsed)
+
+    threads = [threading.Thread(target=hit, args=(u,)) for u in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies
 
 
 if __name__ == "__main__":
