@@ -243,13 +243,14 @@ class SparkClient:
             reply = self._send(method, url, body)
             if renewal == "refreshed":
                 break
-        code = self._code(reply)
-        if reply.status == 401 and code == CODE_TOKEN_EXPIRED:
-            raise ReauthenticationRequired("The platform still reports the token expired")
-        if reply.status == 401 and code == CODE_INVALID_KEY:
-            # The grant was revoked (sign-out elsewhere, or at the platform).
-            self._tokens.discard(self._grant)
-            raise ReauthenticationRequired("The platform no longer accepts this sign-in")
+        if reply.status == 401:  # the body is read once more below: only for this status
+            code = self._code(reply)
+            if code == CODE_TOKEN_EXPIRED:
+                raise ReauthenticationRequired("The platform still reports the token expired")
+            if code == CODE_INVALID_KEY:
+                # The grant was revoked (sign-out elsewhere, or at the platform).
+                self._tokens.discard(self._grant)
+                raise ReauthenticationRequired("The platform no longer accepts this sign-in")
         return _result(reply)
 
     # -- internals ------------------------------------------------------------------

@@ -9,10 +9,12 @@ interface:
   Flask-Spark view or ``spark_api`` use raises :class:`~flask_spark.errors.StoreUnavailable`,
   answered with 503 and ``Retry-After``;
 - Flask-Session writes the whole session back at the end of every request. A request that
-  started before a sign-in rotated the session id, or before a sign-out, would write the
-  old session back and send its cookie again, undoing the sign-in or the sign-out. Such
-  ids are *retired* in the grant store, and a session opened under a retired id is neither
-  saved nor sent.
+  started before a sign-in rotated the session id would write the old session back and
+  send its cookie again, undoing the sign-in. Rotated ids are *retired* in the grant
+  store, and a session opened while one of its sign-ins was unfinished (the only kind a
+  sign-in can rotate under a running request) is neither saved nor sent once its id is
+  retired. A sign-out needs no such check: the session it leaves behind, if written back,
+  points at a binding that no longer exists.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ FAILURE_MEMORY = 1024
 #: Seconds a pending sign-in is kept past its expiry, to tell a late callback from a forged one.
 PENDING_GRACE = 3600.0
 #: First and longest pause between two looks at a grant another process is refreshing.
-_POLL_FIRST, _POLL_MAX = 0.002, 0.01
+_POLL_FIRST, _POLL_MAX = 0.001, 0.005
 
 
 class GrantCache:
