@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import redis
+import urllib3
 from cachelib import FileSystemCache
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,6 +22,7 @@ from flask_session import Session
 from flask_spark import Spark
 from flask_spark.testing import SparkPlatform
 
+from .gunicorn_server import GunicornServer
 from .redis_server import RedisServer
 from .store_fixtures import *  # noqa: F403
 
@@ -188,6 +190,32 @@ def browser_for(spark_platform: SparkPlatform) -> Iterator[Callable[[Flask], Bro
     yield factory
     for browser in made:
         browser.close()
+
+
+@pytest.fixture(name="http")  # the function's own name would hide the http module here
+def http_pool(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
+    """A keep-alive pool for tests that talk to real servers (gunicorn, the simulator)."""
+    pool = urllib3.PoolManager(
+        ca_certs=spark_platform.ca_file, retries=False, maxsize=64, timeout=60.0
+    )
+    yield pool
+    pool.clear()
+
+
+@pytest.fixture
+def servers(spark_platform: SparkPlatform) -> Iterator[list[GunicornServer]]:
+    """The gunicorn servers a test starts: stopped after it, and their logs (debug level,
+    every request line, Flask-Spark's own lines) checked for tracebacks and for every
+    secret the simulator issued."""
+    running: list[GunicornServer] = []
+    yield running
+    for server in running:
+        server.stop()
+    secrets = secret_values(spark_platform)
+    for server in running:
+        text = server.log.read_text()
+        assert "Traceback" not in text, server.log.name
+        assert not [v for v in secrets if v in text], f"a secret reached {server.log.name}"
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ restart of every worker keeps everyone signed in."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -29,15 +29,6 @@ T = TypeVar("T")
 def in_parallel(count: int, work: Callable[[int], T]) -> list[T]:
     with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(work, range(count)))
-
-
-@pytest.fixture
-def http(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(
-        ca_certs=spark_platform.ca_file, retries=False, maxsize=32, timeout=60.0
-    )
-    yield pool
-    pool.clear()
 
 
 def test_a_crowd_and_a_restart_sign_nobody_out(

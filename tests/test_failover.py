@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,7 +15,6 @@ import urllib3
 from flask_spark.stores.base import GrantKey, state_digest
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
-from .conftest import secret_values
 from .gunicorn_server import GunicornServer, portal_env
 from .http_browser import CookieBrowser
 from .redis_server import RedisServer
@@ -26,28 +25,6 @@ pytestmark = pytest.mark.slow
 
 #: The refresh lease in these tests: longer than a failover, short enough to bound waits.
 LEASE_SECONDS = 8.0
-
-
-@pytest.fixture
-def http(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(
-        ca_certs=spark_platform.ca_file, retries=False, maxsize=64, timeout=60.0
-    )
-    yield pool
-    pool.clear()
-
-
-@pytest.fixture
-def servers(spark_platform: SparkPlatform) -> Iterator[list[GunicornServer]]:
-    running: list[GunicornServer] = []
-    yield running
-    for server in running:
-        server.stop()
-    secrets = secret_values(spark_platform)
-    for server in running:
-        text = server.log.read_text()
-        assert "Traceback" not in text, server.log.name
-        assert not [v for v in secrets if v in text], server.log.name
 
 
 def start(

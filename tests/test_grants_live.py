@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ import urllib3
 
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
-from .conftest import secret_values
 from .gunicorn_server import ROOT, GunicornServer, burst, portal_env
 from .http_browser import CookieBrowser
 from .redis_server import RedisServer
@@ -25,30 +23,10 @@ pytestmark = pytest.mark.slow
 STORES = ["sqlite", "postgresql", "mariadb", "redis", "sentinel", "cluster"]
 
 
-@pytest.fixture
-def http(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(
-        ca_certs=spark_platform.ca_file, retries=False, maxsize=64, timeout=60.0
-    )
-    yield pool
-    pool.clear()
-
-
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest) -> str:
     """``SPARK_GRANT_STORE`` for each kind of store, empty."""
     return clean_store_url(request, request.param)
-
-
-@pytest.fixture
-def servers(spark_platform: SparkPlatform) -> Iterator[list[GunicornServer]]:
-    running: list[GunicornServer] = []
-    yield running
-    for server in running:
-        server.stop()
-    secrets = secret_values(spark_platform)
-    for server in running:
-        assert not [v for v in secrets if v in server.log.read_text()], server.log.name
 
 
 def start(

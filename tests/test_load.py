@@ -20,7 +20,6 @@ import urllib3
 from flask_spark.stores import GrantKey
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
-from .conftest import secret_values
 from .gunicorn_server import GunicornServer, burst, portal_env
 from .redis_server import RedisServer
 
@@ -28,30 +27,6 @@ pytestmark = pytest.mark.slow
 
 #: The refresh lock's lifetime in these tests; the holder keeps extending it.
 LOCK_SECONDS = 0.5
-
-
-@pytest.fixture
-def http(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(
-        ca_certs=spark_platform.ca_file, retries=False, maxsize=64, timeout=60.0
-    )
-    yield pool
-    pool.clear()
-
-
-@pytest.fixture
-def servers(spark_platform: SparkPlatform) -> Iterator[list[GunicornServer]]:
-    """The gunicorn servers a test starts; stopped after it, and their logs (debug level,
-    every request line) checked for every secret the simulator issued."""
-    running: list[GunicornServer] = []
-    yield running
-    for server in running:
-        server.stop()
-    secrets = secret_values(spark_platform)
-    for server in running:
-        text = server.log.read_text()
-        assert "GET /account" in text or "GET /app-account" in text
-        assert not [v for v in secrets if v in text], f"a secret reached {server.log.name}"
 
 
 def app_wide_env(

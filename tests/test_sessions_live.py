@@ -19,13 +19,6 @@ from .redis_server import RedisServer
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def http(spark_platform: SparkPlatform) -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(ca_certs=spark_platform.ca_file, retries=False, maxsize=32)
-    yield pool
-    pool.clear()
-
-
 def start_server(
     platform: SparkPlatform, redis_server: RedisServer, tmp_path: Path, **config: object
 ) -> GunicornServer:
