@@ -50,8 +50,19 @@ def _redis_store(url: str, key: str) -> GrantStore:
         raise ConfigurationError(
             key, "a Redis grant store needs the redis package: pip install 'Flask-Spark[redis]'"
         ) from None
+    # One immediate retry on a dropped connection (a failover: the pool reconnects to the
+    # new primary), rather than redis-py's default backoff, which holds a request for
+    # seconds when a node is down. Every script of the store may safely run twice.
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from .redis import RedisGrantStore
 
+    options: dict[str, Any] = {
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 1.0,
+        "retry": Retry(NoBackoff(), 1),
+    }
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     prefix = query.pop("prefix", "spark:")
@@ -72,11 +83,7 @@ def _redis_store(url: str, key: str) -> GrantStore:
             sentinel_kwargs={"socket_timeout": 1.0},
         )
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
-            service,
-            db=db,
-            socket_timeout=2.0,
-            socket_connect_timeout=1.0,
-            **_credentials(parts.netloc),
+            service, db=db, **options, **_credentials(parts.netloc)
         )
         replicas = 1
     elif scheme == "redis+cluster":
@@ -93,7 +100,7 @@ def _redis_store(url: str, key: str) -> GrantStore:
         replicas = 0
     else:
         plain = parts._replace(query="").geturl()
-        client = redis.Redis.from_url(plain, socket_timeout=2.0, socket_connect_timeout=1.0)
+        client = redis.Redis.from_url(plain, **options)
         replicas = 0
     if replicas_text is not None:
         if not replicas_text.isdigit():
