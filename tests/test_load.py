@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
@@ -21,6 +19,7 @@ from flask_spark.stores import GrantKey
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
 from .gunicorn_server import GunicornServer, burst, portal_env
+from .http_browser import CookieBrowser
 from .redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -62,32 +61,10 @@ def two_hosts(
 
 def sign_in(http: urllib3.PoolManager, server: GunicornServer, user: str | None = None) -> str:
     """Sign in through the portal, approving as ``user``; returns the session cookie."""
-    login = http.request("GET", server.url + "/login", redirect=False)
-    assert login.status == 302
-    cookie = SimpleCookie(login.headers["Set-Cookie"])["session"].value
-    location = login.headers["Location"]
-    if user is None:
-        authorize = http.request("GET", location, redirect=False)
-    else:  # click Approve on the consent page as this user
-        parts = urlsplit(location)
-        fields = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        fields.update(decision="approve", user=user)
-        authorize = http.request_encode_body(
-            "POST",
-            f"{parts.scheme}://{parts.netloc}{parts.path}",
-            fields=fields,
-            encode_multipart=False,
-            redirect=False,
-        )
-    assert authorize.status == 302, authorize.data[:300]
-    callback = http.request(
-        "GET",
-        authorize.headers["Location"],
-        redirect=False,
-        headers={"Cookie": f"session={cookie}"},
-    )
-    assert callback.status == 303, callback.data[:300]
-    return SimpleCookie(callback.headers["Set-Cookie"])["session"].value
+    browser = CookieBrowser(http)
+    browser.sign_in(server.url, user)
+    assert browser.cookie is not None
+    return browser.cookie
 
 
 def expiry_rounds(
