@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .account import SparkAccount
+
 if TYPE_CHECKING:
     from .extension import SparkState
 
@@ -46,9 +48,7 @@ class GrantAdmin:
             GrantInfo(
                 account_id=grant.key.account_id,
                 scope=grant.key.scope,
-                name=grant.account.get("Name")
-                if isinstance(grant.account.get("Name"), str)
-                else None,
+                name=SparkAccount.from_grant(grant).name,
                 expires_at=grant.expires_at,
                 created_at=grant.created_at,
                 last_used_at=grant.last_used_at,

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from .config import SparkConfig
 from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired, StoreUnavailable
 from .grant import GrantClient
-from .stores.base import Grant, GrantKey, GrantStore, Tokens, new_secret
+from .stores.base import Grant, GrantKey, GrantStore, Tokens, digest, new_secret
 
 log = logging.getLogger("flask_spark")
 
@@ -152,10 +151,6 @@ class _LeaseKeeper:
         return self.until
 
 
-def _fingerprint(*values: str) -> str:
-    return hashlib.sha256("\x00".join(values).encode()).hexdigest()[:32]
-
-
 class TokenManager:
     """Reads, stores and refreshes the grants of one app."""
 
@@ -175,7 +170,7 @@ class TokenManager:
         self._unsaved: dict[str, _Unsaved] = {}
         self._app_key: GrantKey | None = None
         if config.access_token and config.refresh_token:
-            seed = _fingerprint(config.access_token, config.refresh_token)
+            seed = digest(config.access_token, config.refresh_token)
             self._app_key = GrantKey(config.client_id, f"@app-{seed}", "app")
 
     def __repr__(self) -> str:
