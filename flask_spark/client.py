@@ -24,6 +24,7 @@ from .errors import (
 )
 from .signals import token_refreshed
 from .stores.base import Grant
+from .token_format import authorization
 from .tokens import TokenManager
 from .transport import Reply, Transport
 
@@ -293,7 +294,11 @@ class SparkClient:
     def _send(self, method: str, url: str, body: bytes | None) -> Reply:
         assert self._grant is not None
         headers = dict(self._base_headers)
-        headers["Authorization"] = f"OAuth {self._grant.access_token}"
+        try:
+            headers["Authorization"] = authorization(self._grant.access_token)
+        except ValueError:
+            # Checked where it entered; a record changed behind our back is no sign-in.
+            raise ReauthenticationRequired("The stored sign-in is unusable") from None
         if body is not None:
             headers["Content-Type"] = "application/json"
         attempts = 1 + (self._config.retries if method in _IDEMPOTENT else 0)

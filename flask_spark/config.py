@@ -14,6 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .token_format import is_token
 
 Role = Literal["idx", "vow", "private"]
 
@@ -23,8 +24,10 @@ DEFAULT_PLATFORM_URL = "https://sparkplatform.com"
 DEFAULT_API_URL = "https://sparkapi.com"
 #: Sent as ``X-SparkApi-User-Agent`` unless ``SPARK_USER_AGENT`` is set.
 DEFAULT_USER_AGENT = "Flask-Spark"
-#: Seconds for connecting to and reading from the platform.
+#: Seconds one call to the platform may take as a whole, connect to last byte.
 DEFAULT_TIMEOUT = 10.0
+#: The largest answer body of a data call that is read (32 MiB); larger ones fail.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: Refresh this many seconds before the access token's recorded expiry.
 DEFAULT_TOKEN_LEEWAY = 60
 #: Seconds a pending sign-in (its ``state``) stays valid.
@@ -66,6 +69,7 @@ class SparkConfig:
     retries: int
     max_retry_wait: float
     pool_size: int
+    max_response_bytes: int
     token_cache_seconds: float
     refresh_lease_seconds: float
     access_token: str | None = field(repr=False)
@@ -213,6 +217,14 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
 
     access_token = _str(config, "SPARK_ACCESS_TOKEN")
     refresh_token = _str(config, "SPARK_REFRESH_TOKEN")
+    for name, value in (
+        ("SPARK_ACCESS_TOKEN", access_token),
+        ("SPARK_REFRESH_TOKEN", refresh_token),
+    ):
+        if value is not None and not is_token(value):
+            raise ConfigurationError(
+                name, "must be a token as the platform issues it (letters, digits, -._~+/)"
+            )
     if (access_token is None) != (refresh_token is None):
         missing = "SPARK_REFRESH_TOKEN" if refresh_token is None else "SPARK_ACCESS_TOKEN"
         raise ConfigurationError(
@@ -241,6 +253,9 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         retries=_int(config, "SPARK_RETRIES", DEFAULT_RETRIES, 0),
         max_retry_wait=_number(config, "SPARK_MAX_RETRY_WAIT", DEFAULT_MAX_RETRY_WAIT, 0),
         pool_size=_int(config, "SPARK_POOL_SIZE", DEFAULT_POOL_SIZE, 1),
+        max_response_bytes=_int(
+            config, "SPARK_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES, 1024
+        ),
         token_cache_seconds=_number(
             config, "SPARK_TOKEN_CACHE_SECONDS", DEFAULT_TOKEN_CACHE_SECONDS, 0
         ),

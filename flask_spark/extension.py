@@ -150,7 +150,9 @@ class Spark:
             )
         _warn_about(app)
         store = self._grant_store or _store_for(app, config)
-        transport = Transport(config.timeout, config.ca_certs, config.pool_size)
+        transport = Transport(
+            config.timeout, config.ca_certs, config.pool_size, config.max_response_bytes
+        )
         grants = GrantClient(config, transport)
         app.extensions["spark"] = SparkState(
             extension=self,
@@ -225,6 +227,21 @@ def _warn_about(app: Flask) -> None:
         if key in app.config:
             instead = f"; use {successor}" if successor else ""
             warnings.warn(f"{key} is no longer read{instead}.", SparkWarning, stacklevel=3)
+    redirect_uri = app.config.get("SPARK_REDIRECT_URI")
+    if (
+        # With single-session keys the redirect URI is only the one on record for them.
+        app.config.get("SPARK_ACCESS_TOKEN") is None
+        and isinstance(redirect_uri, str)
+        and redirect_uri.lower().startswith("https://")
+        and not app.config.get("SESSION_COOKIE_SECURE")
+    ):
+        warnings.warn(
+            "SPARK_REDIRECT_URI is https but SESSION_COOKIE_SECURE is off: the session "
+            "cookie, which holds the sign-in, would also be sent over plain http. Set "
+            "SESSION_COOKIE_SECURE = True.",
+            SparkWarning,
+            stacklevel=3,
+        )
     client = app.config.get("SESSION_REDIS")
     if (
         app.config.get("SESSION_TYPE") == "redis"

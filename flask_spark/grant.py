@@ -20,12 +20,21 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from .config import SparkConfig
 from .errors import GrantError, PlatformUnavailable
 from .stores.base import Tokens
+from .token_format import authorization, is_token
 from .transport import Transport
 
 #: The platform's documented access-token lifetime, assumed when ``expires_in`` is unusable.
 PLATFORM_TOKEN_LIFETIME = 86400
+#: The shortest lifetime an access token is taken to have, whatever ``expires_in`` says:
+#: with the refresh leeway, a grant is refreshed ahead of time at most every 30 seconds
+#: (a token the platform really expired sooner is still refreshed on its code 1020).
+MIN_TOKEN_LIFETIME = 60.0
 #: Seconds taken off ``expires_in`` for the time the answer spent in flight.
 EXPIRY_MARGIN = 5.0
+#: The largest answer read from the grant and revocation endpoints (tokens are small).
+GRANT_ANSWER_LIMIT = 64 * 1024
+#: The largest ``/my/account`` answer read at sign-in.
+ACCOUNT_ANSWER_LIMIT = 1024 * 1024
 _MAX_DESCRIPTION = 300
 _ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
@@ -82,6 +91,7 @@ class GrantClient:
                 "redirect_uri": redirect_uri,
             },
             previous_refresh_token=None,
+            revoke_unusable=True,
         )
 
     def refresh(self, refresh_token: str, redirect_uri: str) -> Tokens:
@@ -99,6 +109,7 @@ class GrantClient:
                 "redirect_uri": redirect_uri,
             },
             previous_refresh_token=refresh_token,
+            revoke_unusable=False,
         )
 
     def account(self, access_token: str) -> dict[str, Any]:
@@ -110,10 +121,13 @@ class GrantClient:
         headers = {
             "Accept": "application/json",
             "X-SparkApi-User-Agent": self.config.user_agent,
-            "Authorization": f"OAuth {access_token}",
+            "Authorization": authorization(access_token),
         }
         reply = self.transport.request(
-            "GET", f"{self.config.api_url}/v1/my/account", headers=headers
+            "GET",
+            f"{self.config.api_url}/v1/my/account",
+            headers=headers,
+            max_bytes=ACCOUNT_ANSWER_LIMIT,
         )
         try:
             data = reply.json()
@@ -133,19 +147,38 @@ class GrantClient:
 
     def revoke(self, access_token: str) -> bool:
         """Revoke the whole grant at the platform. Best effort: returns whether it worked."""
+        if not is_token(access_token):
+            return False
         url = f"{self.config.api_url}/v1/oauth2/token/{quote(access_token, safe='')}"
         headers = dict(self._headers)
-        headers["Authorization"] = f"OAuth {access_token}"
+        headers["Authorization"] = authorization(access_token)
         try:
-            reply = self.transport.request("DELETE", url, headers=headers)
+            reply = self.transport.request(
+                "DELETE", url, headers=headers, max_bytes=GRANT_ANSWER_LIMIT
+            )
         except PlatformUnavailable:
             return False
         return 200 <= reply.status < 300
 
-    def _post(self, payload: dict[str, str], previous_refresh_token: str | None) -> Tokens:
+    def _post(
+        self,
+        payload: dict[str, str],
+        *,
+        previous_refresh_token: str | None,
+        revoke_unusable: bool,
+    ) -> Tokens:
+        """POST to the grant endpoint and read the tokens it answers.
+
+        :param revoke_unusable: when the answer holds a usable access token but is
+            otherwise unusable, revoke it (a code exchange: nothing would hold that grant).
+        """
         body = json.dumps(payload).encode()
         reply = self.transport.request(
-            "POST", self.config.grant_url, headers=self._headers, body=body
+            "POST",
+            self.config.grant_url,
+            headers=self._headers,
+            body=body,
+            max_bytes=GRANT_ANSWER_LIMIT,
         )
         try:
             data = reply.json()
@@ -172,13 +205,21 @@ class GrantClient:
         if not isinstance(data, dict):
             raise PlatformUnavailable("The grant endpoint's answer was not JSON")
         access = data.get("access_token")
-        if not isinstance(access, str) or not access:
+        if access is None or access == "":
             raise PlatformUnavailable("The grant endpoint's answer had no access_token")
+        if not is_token(access):
+            raise PlatformUnavailable("The grant endpoint answered a malformed access_token")
         refresh = data.get("refresh_token")
-        if not isinstance(refresh, str) or not refresh:
+        if refresh is None or refresh == "":
             if previous_refresh_token is None:
+                if revoke_unusable:
+                    self.revoke(access)
                 raise PlatformUnavailable("The grant endpoint's answer had no refresh_token")
             refresh = previous_refresh_token
+        elif not is_token(refresh):
+            if revoke_unusable:
+                self.revoke(access)
+            raise PlatformUnavailable("The grant endpoint answered a malformed refresh_token")
         now = time.time()
         lifetime = _lifetime(data.get("expires_in"))
         return Tokens(
@@ -190,7 +231,8 @@ class GrantClient:
 
 
 def _lifetime(value: Any) -> float:
-    """``expires_in`` as seconds; the platform's 24 h when missing or garbled."""
+    """``expires_in`` as seconds, at least :data:`MIN_TOKEN_LIFETIME`; the platform's 24 h
+    when missing or garbled."""
     if isinstance(value, str):
         try:
             value = float(value)
@@ -200,4 +242,4 @@ def _lifetime(value: Any) -> float:
         return PLATFORM_TOKEN_LIFETIME
     if not math.isfinite(value) or value <= 0:
         return PLATFORM_TOKEN_LIFETIME
-    return float(min(value, 10 * PLATFORM_TOKEN_LIFETIME))
+    return float(min(max(value, MIN_TOKEN_LIFETIME), 10 * PLATFORM_TOKEN_LIFETIME))

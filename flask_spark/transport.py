@@ -2,7 +2,8 @@
 
 urllib3's :class:`~urllib3.PoolManager` is safe to share across threads. The pool is made
 lazily and again after a fork, so gunicorn's ``--preload`` never shares sockets between
-workers.
+workers. Each call has a wall-clock deadline (:mod:`flask_spark.deadlines`) and a cap on
+the bytes of its answer.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import re
 import threading
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from http.client import HTTPException
 from time import time
 from typing import Any
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from .deadlines import POOL_CLASSES, watch
 from .errors import PlatformUnavailable
 
 _TOKEN_PATH = re.compile(r"(/oauth2/token/)[^\s\"?]+")
@@ -80,15 +83,19 @@ class Reply:
 class Transport:
     """Sends requests to the platform over a shared keep-alive pool.
 
-    :param timeout: seconds for connect and for each read.
+    :param timeout: seconds a whole call may take, connect to last byte.
     :param ca_certs: a CA bundle to trust instead of the system's (the simulator's CA).
     :param pool_size: keep-alive connections kept per host.
+    :param max_bytes: the largest answer body read, unless a call says otherwise.
     """
 
-    def __init__(self, timeout: float, ca_certs: str | None, pool_size: int) -> None:
+    def __init__(
+        self, timeout: float, ca_certs: str | None, pool_size: int, max_bytes: int
+    ) -> None:
         self.timeout = timeout
         self.ca_certs = ca_certs
         self.pool_size = pool_size
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._pool: urllib3.PoolManager | None = None
         self._pid = 0
@@ -100,15 +107,16 @@ class Transport:
             return pool
         with self._lock:
             if self._pool is None or self._pid != os.getpid():
-                self._pool = urllib3.PoolManager(
+                manager = urllib3.PoolManager(
                     num_pools=8,
                     maxsize=self.pool_size,
                     block=False,
                     retries=False,
-                    timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
                     ca_certs=self.ca_certs,
                     cert_reqs="CERT_REQUIRED",
                 )
+                manager.pool_classes_by_scheme = POOL_CLASSES
+                self._pool = manager
                 self._pid = os.getpid()
             return self._pool
 
@@ -120,33 +128,49 @@ class Transport:
         headers: dict[str, str],
         body: bytes | None = None,
         timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> Reply:
         """Send one request; no retries happen here.
 
-        :raises PlatformUnavailable: connection refused, TLS failure or timeout.
+        :param timeout: seconds for the whole call (default: the transport's).
+        :param max_bytes: the largest body read (default: the transport's).
+        :raises PlatformUnavailable: connection refused, TLS failure, the deadline passed,
+            or the answer was larger than ``max_bytes``.
         """
-        kwargs: dict[str, Any] = {}
-        if timeout is not None:
-            kwargs["timeout"] = urllib3.Timeout(connect=timeout, read=timeout)
-        try:
-            response = self._manager().request(
-                method,
-                url,
-                headers=headers,
-                body=body,
-                redirect=False,
-                preload_content=True,
-                **kwargs,
-            )
-        except Urllib3Error as exc:
-            # The exception text can hold the URL (and so a token in a revocation path).
-            raise PlatformUnavailable(
-                f"The Spark platform could not be reached ({type(exc).__name__})"
-            ) from None
+        seconds = self.timeout if timeout is None else timeout
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        response: urllib3.BaseHTTPResponse | None = None
+        with watch(seconds) as deadline:
+            try:
+                response = self._manager().request(
+                    method,
+                    url,
+                    headers=headers,
+                    body=body,
+                    redirect=False,
+                    preload_content=False,
+                    timeout=urllib3.Timeout(connect=seconds, read=seconds),
+                )
+                data = response.read(limit + 1)
+            except (Urllib3Error, OSError, HTTPException) as exc:
+                if response is not None:
+                    response.close()
+                    response.release_conn()
+                # The exception text can hold the URL (and so a token in a revocation path).
+                what = "timed out" if deadline.expired else type(exc).__name__
+                raise PlatformUnavailable(
+                    f"The Spark platform could not be reached ({what})"
+                ) from None
+        # Only now, with the deadline finished, may the connection serve another call.
+        if len(data) > limit:
+            response.close()
+            response.release_conn()
+            raise PlatformUnavailable(f"The Spark platform answered more than {limit} bytes")
+        response.release_conn()
         return Reply(
             status=response.status,
             headers={k.lower(): v for k, v in response.headers.items()},
-            body=response.data,
+            body=data,
         )
 
     def close(self) -> None:

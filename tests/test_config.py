@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -175,3 +176,34 @@ def test_a_cluster_session_redis_without_a_grant_store_is_warned_about(
         app.extensions["spark"].tokens.store.close()
     finally:
         client.close()
+
+
+def test_an_https_redirect_uri_without_a_secure_cookie_warns(tmp_path: Any) -> None:
+    with pytest.warns(SparkWarning, match="SESSION_COOKIE_SECURE"):
+        Spark(make(tmp_path, SPARK_REDIRECT_URI="https://portal.example/callback"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Spark(
+            make(
+                tmp_path,
+                SPARK_REDIRECT_URI="https://portal.example/callback",
+                SESSION_COOKIE_SECURE=True,
+            )
+        )
+        Spark(make(tmp_path, SPARK_REDIRECT_URI="http://127.0.0.1:5000/callback"))
+
+
+@pytest.mark.parametrize("key", ["SPARK_ACCESS_TOKEN", "SPARK_REFRESH_TOKEN"])
+@pytest.mark.parametrize("value", ["AT\r\nX-Injected: 1", "tökén", "a b", "x" * 4097])
+def test_a_configured_token_must_be_a_token(tmp_path: Any, key: str, value: str) -> None:
+    app = make(
+        tmp_path,
+        SPARK_ACCESS_TOKEN="access",
+        SPARK_REFRESH_TOKEN="refresh",
+        SPARK_REDIRECT_URI="https://portal.example/callback",
+    )
+    app.config[key] = value
+    with pytest.raises(ConfigurationError) as info:
+        Spark(app)
+    assert info.value.key == key
+    assert value not in str(info.value)

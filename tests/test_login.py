@@ -284,7 +284,9 @@ def test_a_forged_error_link_shows_no_text_of_its_own(
 def test_redirect_uri_mismatch_from_the_platform(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
-    app = make_app(SPARK_REDIRECT_URI="https://portal.example/not-registered")
+    app = make_app(
+        SPARK_REDIRECT_URI="https://portal.example/not-registered", SESSION_COOKIE_SECURE=True
+    )
     browser = browser_for(app)
     reply = browser.request("GET", browser.start_login())
     assert reply.status == 400

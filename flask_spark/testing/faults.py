@@ -5,18 +5,33 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from werkzeug.wrappers import Response
 
 __all__ = ["FAULT_KINDS", "ROUTES", "Fault"]
 
+#: The WSGI environ key that asks the simulator's server to send an answer chunk by chunk.
+STREAM_KEY = "flask_spark.testing.stream"
+
 #: The routes a fault can target; ``"any"`` matches every request.
 ROUTES = frozenset({"authorize", "grant", "data", "revoke", "any"})
 
 #: The kinds of fault.
 FAULT_KINDS = frozenset(
-    {"status", "rate_limit", "malformed", "html", "missing_fields", "delay", "drop"}
+    {
+        "status",
+        "rate_limit",
+        "malformed",
+        "html",
+        "missing_fields",
+        "delay",
+        "drop",
+        "tamper",
+        "trickle",
+    }
 )
 
 # A Spark code for an HTTP status, used by "status" faults on data routes.
@@ -73,6 +88,11 @@ class Fault:
         - ``"missing_fields"``: grant only; status 200 JSON without ``access_token``.
         - ``"delay"``: sleep ``delay`` seconds, then answer normally (for timeouts).
         - ``"drop"``: close the connection without answering.
+        - ``"tamper"``: answer normally, but with the body ``tamper`` makes of the normal
+          JSON answer (a hostile platform: ``lambda answer: {**answer, "access_token":
+          "AT\\r\\nX-Injected: 1"}``); bytes it returns are sent as they are.
+        - ``"trickle"``: send the normal answer ``chunk`` bytes at a time, ``delay``
+          seconds apart (a platform that never quite stops answering).
     :param count: how many matching requests it applies to; ``None`` for every one until
         :meth:`SparkPlatform.reset`.
     :param status: the HTTP status for ``"status"`` and ``"rate_limit"``.
@@ -82,6 +102,9 @@ class Fault:
         ``"html"`` and ``"missing_fields"`` answers.
     :param code: the Spark ``Code`` of a ``"status"`` envelope (default: one matching
         ``status``, e.g. 1026 for 500, 1023 for 503).
+    :param tamper: for ``"tamper"``, the normal JSON answer (parsed) to the new body: JSON
+        data, or bytes sent as they are.
+    :param chunk: for ``"trickle"``, bytes sent at a time.
     """
 
     route: str
@@ -92,6 +115,8 @@ class Fault:
     delay: float = 0.0
     body: bytes | str | None = None
     code: int | None = None
+    tamper: Callable[[Any], Any] | None = dataclasses.field(default=None, compare=False)
+    chunk: int = 1
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -106,6 +131,10 @@ class Fault:
             raise ValueError("status must be an HTTP status code")
         if self.retry_after < 0 or self.delay < 0:
             raise ValueError("retry_after and delay must not be negative")
+        if (self.kind == "tamper") != (self.tamper is not None):
+            raise ValueError("a tamper fault, and only one, takes a tamper function")
+        if self.chunk < 1:
+            raise ValueError("chunk must be at least 1")
 
     def applies_to(self, route: str) -> bool:
         """Whether this fault targets a request of ``route``."""
@@ -113,8 +142,26 @@ class Fault:
             return False
         return self.route in {"any", route}
 
+    def alter(self, normal: Response) -> Response:
+        """The answer of a ``"tamper"`` or ``"trickle"`` fault, made from the ``normal`` one."""
+        if self.kind == "trickle":
+            data = normal.get_data()
+            normal.response = _trickle(data, self.chunk, self.delay)
+            normal.headers["Content-Length"] = str(len(data))
+            return normal
+        assert self.tamper is not None
+        try:
+            parsed = json.loads(normal.get_data())
+        except ValueError:
+            parsed = None
+        altered = self.tamper(parsed)
+        body = altered if isinstance(altered, bytes) else json.dumps(altered).encode()
+        normal.set_data(body)
+        return normal
+
     def response(self, route: str) -> Response:
-        """The answer for a request of ``route`` (not for ``"delay"`` or ``"drop"``)."""
+        """The answer for a request of ``route`` (not for ``"delay"``, ``"drop"``,
+        ``"tamper"`` or ``"trickle"``)."""
         body = self.body.encode() if isinstance(self.body, str) else self.body
         if self.kind == "status":
             return self._status_response(route, body)
@@ -167,6 +214,13 @@ class Fault:
                 },
             )
         return envelope_error(status, self.code or _CODE_FOR_STATUS.get(status, status))
+
+
+def _trickle(data: bytes, chunk: int, delay: float) -> Iterator[bytes]:
+    for start in range(0, len(data), chunk):
+        if start:
+            time.sleep(delay)
+        yield data[start : start + chunk]
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -21,7 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import data
-from .faults import MESSAGES, envelope_error, html_response, json_response
+from .faults import MESSAGES, STREAM_KEY, envelope_error, html_response, json_response
 from .oauth import MISMATCH
 from .pages import consent_page, error_page
 from .records import HeaderDict, RecordedRequest
@@ -175,6 +175,10 @@ class Router:
                 return None
             if fault.kind == "delay":
                 time.sleep(fault.delay)
+            elif fault.kind in {"tamper", "trickle"}:
+                if fault.kind == "trickle":
+                    request.environ[STREAM_KEY] = True
+                return fault.alter(self._dispatch(request))
             else:
                 return fault.response(route)
         return self._dispatch(request)

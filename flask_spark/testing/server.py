@@ -18,6 +18,7 @@ from typing import IO, Any, cast
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import LimitedStream
 
+from .faults import STREAM_KEY
 from .platform import SparkPlatform
 
 __all__ = ["SimulatorServer", "is_loopback"]
@@ -99,6 +100,9 @@ class _Handler(WSGIRequestHandler):
 
         try:
             chunks = self.server.app(environ, start_response)
+            if environ.get(STREAM_KEY):
+                self._stream(answer, chunks)
+                return
             try:
                 body = b"".join(chunks)
             finally:
@@ -134,6 +138,28 @@ class _Handler(WSGIRequestHandler):
         if self.command != "HEAD":
             self._headers_buffer.append(body)
         self.flush_headers()
+
+    def _stream(self, answer: list[Any], chunks: Any) -> None:
+        """Send each chunk as the application yields it (a trickled answer), until the
+        client goes away; the connection is closed after it."""
+        status, headers = answer
+        code, _, reason = status.partition(" ")
+        self.send_response(int(code), reason)
+        for name, value in headers:
+            if name.lower() != "connection":
+                self.send_header(name, value)
+        self.send_header("Connection", "close")
+        try:
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:
+            pass  # the client hung up: stop sending
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """No access log: request lines carry tokens (``/v1/oauth2/token/<token>``)."""
