@@ -252,7 +252,7 @@ class SparkClient:
                 # The grant was revoked (sign-out elsewhere, or at the platform).
                 self._tokens.discard(self._grant)
                 raise ReauthenticationRequired("The platform no longer accepts this sign-in")
-        return _result(reply)
+        return _result(reply, self._grant.access_token)
 
     # -- internals ------------------------------------------------------------------
 
@@ -326,8 +326,9 @@ class SparkClient:
         return _spark_code(_envelope(reply))
 
 
-def _result(reply: Reply) -> SparkResponse:
-    """The answer as a :class:`SparkResponse`, or the typed error it means."""
+def _result(reply: Reply, token: str = "") -> SparkResponse:
+    """The answer as a :class:`SparkResponse`, or the typed error it means (whose message
+    never repeats ``token``, should the platform echo it)."""
     envelope = _envelope(reply)
     if 200 <= reply.status < 300:
         if envelope is None:
@@ -342,6 +343,8 @@ def _result(reply: Reply) -> SparkResponse:
     message = envelope.get("Message") if envelope else None
     if not isinstance(message, str):
         message = f"HTTP {reply.status}"
+    if token:
+        message = message.replace(token, "[token]")
     message = message[:500]
     if code == CODE_RATE_LIMITED or reply.status == 429:
         raise RateLimited(reply.status, code, message, envelope, retry_after=reply.retry_after())

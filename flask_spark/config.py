@@ -77,6 +77,8 @@ class SparkConfig:
     one_portal_per_session: bool
     logout_ends_grant: bool
     grant_store: str | None = field(repr=False)
+    #: The secrets tokens are sealed with at rest (the first seals); empty: SECRET_KEY's.
+    token_keys: tuple[str | bytes, ...] = field(default=(), repr=False)
 
     @property
     def grant_url(self) -> str:
@@ -267,7 +269,30 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         one_portal_per_session=_bool(config, "SPARK_ONE_PORTAL_PER_SESSION", False),
         logout_ends_grant=_bool(config, "SPARK_LOGOUT_ENDS_GRANT", True),
         grant_store=_grant_store(config),
+        token_keys=_token_keys(config),
     )
+
+
+#: The shortest secret accepted in ``SPARK_TOKEN_KEYS``.
+MIN_TOKEN_KEY_LENGTH = 32
+
+
+def _token_keys(config: Mapping[str, Any]) -> tuple[str | bytes, ...]:
+    """``SPARK_TOKEN_KEYS``: a list of secrets (or one), each at least 32 long."""
+    value = config.get("SPARK_TOKEN_KEYS")
+    if value is None:
+        return ()
+    keys = [value] if isinstance(value, str | bytes) else value
+    if not isinstance(keys, list | tuple) or not keys:
+        raise ConfigurationError("SPARK_TOKEN_KEYS", "must be a list of secrets, newest first")
+    for key in keys:
+        if not isinstance(key, str | bytes) or len(key) < MIN_TOKEN_KEY_LENGTH:
+            raise ConfigurationError(
+                "SPARK_TOKEN_KEYS",
+                f"each key must be a string of at least {MIN_TOKEN_KEY_LENGTH} characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            )
+    return tuple(keys)
 
 
 def _grant_store(config: Mapping[str, Any]) -> str | None:

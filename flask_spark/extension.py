@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -29,11 +30,14 @@ from .errors import (
 )
 from .grant import GrantClient
 from .pages import unauthorized, unavailable
+from .sealing import SealedStore, Sealer
 from .sessions import guard_session_interface, require_session_store, session_bindings
 from .stores import GrantStore, store_from_url
 from .stores.base import Grant, GrantKey
 from .tokens import TokenManager
 from .transport import Transport
+
+log = logging.getLogger("flask_spark")
 
 PortalLoader = Callable[[], "str | None"]
 AccountLoader = Callable[[SparkAccount], Any]
@@ -149,7 +153,7 @@ class Spark:
                 stacklevel=2,
             )
         _warn_about(app)
-        store = self._grant_store or _store_for(app, config)
+        store = SealedStore(self._grant_store or _store_for(app, config), _sealer(app, config))
         transport = Transport(
             config.timeout, config.ca_certs, config.pool_size, config.max_response_bytes
         )
@@ -255,6 +259,25 @@ def _warn_about(app: Flask) -> None:
             SparkWarning,
             stacklevel=3,
         )
+
+
+def _sealer(app: Flask, config: SparkConfig) -> Sealer:
+    """The tokens' sealer: :data:`SPARK_TOKEN_KEYS`, else keys derived from ``SECRET_KEY``
+    and ``SECRET_KEY_FALLBACKS``."""
+    if config.token_keys:
+        return Sealer(config.token_keys)
+    secret = app.config.get("SECRET_KEY")
+    if not secret:
+        raise ConfigurationError(
+            "SPARK_TOKEN_KEYS",
+            "is required when SECRET_KEY is not set (tokens are encrypted at rest with it)",
+        )
+    log.warning(
+        "Tokens are encrypted at rest with a key derived from SECRET_KEY: changing "
+        "SECRET_KEY without keeping the old one in SECRET_KEY_FALLBACKS signs everyone out. "
+        "Set SPARK_TOKEN_KEYS to keep the two apart."
+    )
+    return Sealer([secret, *(app.config.get("SECRET_KEY_FALLBACKS") or [])])
 
 
 def _store_for(app: Flask, config: SparkConfig) -> GrantStore:

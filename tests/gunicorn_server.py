@@ -79,11 +79,15 @@ class GunicornServer:
         self.process = None
 
 
+#: The portals' SECRET_KEY, from which they derive the key their tokens are sealed with.
+PORTAL_SECRET_KEY = "gunicorn-test-secret"
+
+
 def portal_env(platform: SparkPlatform, redis_server: RedisServer, **extra: Any) -> dict[str, Any]:
     """Environment for ``tests.portal_app`` pointed at the simulator and the test Redis;
     ``extra`` keys become ``FLASK_<key>``."""
     env = {
-        "FLASK_SECRET_KEY": "gunicorn-test-secret",
+        "FLASK_SECRET_KEY": PORTAL_SECRET_KEY,
         "FLASK_SPARK_CLIENT_ID": platform.client_id,
         "FLASK_SPARK_CLIENT_SECRET": platform.client_secret,
         "FLASK_SPARK_PLATFORM_URL": platform.platform_url,

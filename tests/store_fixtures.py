@@ -17,6 +17,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from flask_spark.sealing import SealedStore, Sealer
 from flask_spark.stores import GrantKey, GrantStore, store_from_url
 from flask_spark.stores.sql import SQLGrantStore
 
@@ -25,6 +26,9 @@ from .topologies import ClusterTopology, SentinelTopology, TemporaryDatabase
 
 #: Every kind of grant store, by test id.
 STORE_KINDS = ("memory", "sqlite", "postgresql", "mariadb", "redis", "sentinel", "cluster")
+#: The same protocol through the token sealer: plain tokens in, sealed ones in the store.
+SEALED_KINDS = ("sealed-memory", "sealed-redis")
+TEST_TOKEN_KEY = "flask-spark-tests-token-key-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +92,9 @@ def open_clean_store(request: pytest.FixtureRequest, kind: str) -> tuple[str, Gr
     """The URL of an empty grant store of ``kind`` (one of :data:`STORE_KINDS`) and a
     store built from it with ``store_from_url``. The servers it needs start through the
     fixtures above, asked for only now, so other kinds' servers stay off."""
+    if kind.startswith("sealed-"):
+        url, inner = open_clean_store(request, kind.removeprefix("sealed-"))
+        return url, SealedStore(inner, Sealer([TEST_TOKEN_KEY]))
     if kind == "memory":
         url = "memory://"
     elif kind == "sqlite":
@@ -134,7 +141,7 @@ def clean_store_url(request: pytest.FixtureRequest, kind: str) -> str:
     return url
 
 
-@pytest.fixture(params=[pytest.param(kind, id=kind) for kind in STORE_KINDS])
+@pytest.fixture(params=[pytest.param(kind, id=kind) for kind in STORE_KINDS + SEALED_KINDS])
 def any_store(request: pytest.FixtureRequest) -> Iterator[GrantStore]:
     """An empty grant store of each kind in turn, built from its URL; closed afterwards."""
     _, store = open_clean_store(request, request.param)

@@ -104,6 +104,7 @@ def simulator_config(platform: SparkPlatform, **extra: Any) -> dict[str, Any]:
         "SPARK_PLATFORM_URL": platform.platform_url,
         "SPARK_API_URL": platform.api_url,
         "SPARK_CA_CERTS": platform.ca_file,
+        "SECRET_KEY": "docs-test-secret-key",
         **extra,
     }
 
@@ -279,6 +280,8 @@ def production_env(
     monkeypatch.setenv("SPARK_CLIENT_ID", spark_platform.client_id)
     monkeypatch.setenv("SPARK_CLIENT_SECRET", spark_platform.client_secret)
     monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("SECRET_KEY", "docs-test-secret-key")
+    monkeypatch.setenv("SPARK_TOKEN_KEYS", '["docs-test-token-key-0123456789abcdefgh"]')
 
 
 @pytest.mark.usefixtures("production_env")
@@ -929,7 +932,7 @@ def test_an_engine_or_a_redis_client_of_the_apps_own(
     in_sql = file_session_app(spark_platform, tmp_path / "sql")
     stores.spark_in_the_apps_database(in_sql, f"sqlite:///{database}")
     built.append(in_sql)
-    engine = in_sql.extensions["spark"].tokens.store.engine  # the app's: it disposes it
+    engine = in_sql.extensions["spark"].tokens.store.inner.engine  # the app's: it disposes it
     assert browser_for(in_sql).sign_in().status_code == 303
     with sqlite3.connect(database) as db:
         tables = {
@@ -943,7 +946,7 @@ def test_an_engine_or_a_redis_client_of_the_apps_own(
     in_redis = file_session_app(spark_platform, tmp_path / "redis")
     stores.spark_in_its_own_redis(in_redis, redis_server.url)
     built.append(in_redis)
-    client = in_redis.extensions["spark"].tokens.store.client  # the app's: it closes it
+    client = in_redis.extensions["spark"].tokens.store.inner.client  # the app's: it closes it
     assert browser_for(in_redis).sign_in().status_code == 303
     keys = sorted(key.decode() for key in redis_client.keys("*"))
     kinds = [

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask, jsonify
 
-from flask_spark import spark_api, spark_login_required
+from flask_spark import SparkError, spark_api, spark_login_required
 from flask_spark.testing import Fault, SparkPlatform
 
 from .conftest import AppFactory, Browser, grant_of
@@ -235,3 +235,28 @@ def test_nonsense_expires_in_gives_a_sane_lifetime(
     assert browser.client.get("/account").status_code == 200
     assert browser.client.get("/account").status_code == 200
     assert spark_platform.stats.refreshes == 0  # no refresh before every call
+
+
+def test_a_platform_echoing_the_token_in_an_error_does_not_put_it_in_the_exception(
+    app: Flask, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    caught: list[BaseException] = []
+
+    @app.get("/echo")
+    def echo() -> Any:
+        try:
+            spark_api.get("/listings")
+        except SparkError as exc:
+            caught.append(exc)
+        return "done"
+
+    browser: Browser = browser_for(app)
+    assert browser.sign_in().status_code == 303
+    token = grant_of(app, browser.client).access_token
+    answer = {"D": {"Success": False, "Code": 1050, "Message": f"Bad token {token} here"}}
+    spark_platform.add_fault(Fault("data", "tamper", tamper=lambda _: answer))
+    assert browser.client.get("/echo").status_code == 200
+    [error] = caught
+    assert token not in str(error)
+    assert token not in repr(error)
+    assert "Bad token [token] here" in str(error)

@@ -15,10 +15,11 @@ import pytest
 import redis
 import urllib3
 
+from flask_spark.sealing import Sealer
 from flask_spark.stores import GrantKey
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
-from .gunicorn_server import GunicornServer, burst, portal_env
+from .gunicorn_server import PORTAL_SECRET_KEY, GunicornServer, burst, portal_env
 from .http_browser import CookieBrowser
 from .redis_server import RedisServer
 
@@ -93,15 +94,21 @@ def expiry_rounds(
 
 
 def stored_record(redis_url: str, platform: SparkPlatform, account_id: str) -> dict[str, str]:
-    """The grant of ``account_id`` (idx) as stored in Redis."""
+    """The grant of ``account_id`` (idx) as stored in Redis, its tokens opened with the
+    key the portal derives from its ``SECRET_KEY``."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         key = GrantKey(platform.client_id, account_id, "idx")
-        record = client.hgetall(f"spark:g:{{{key.id}}}")
+        record = dict(client.hgetall(f"spark:g:{{{key.id}}}"))
     finally:
         client.close()
     assert record
-    return dict(record)
+    sealer = Sealer([PORTAL_SECRET_KEY])
+    for field, name in (("access_token", "access"), ("refresh_token", "refresh")):
+        opened = sealer.open(record[field], f"{key.id}/{name}")
+        assert opened is not None
+        record[field] = opened
+    return record
 
 
 @pytest.mark.parametrize(

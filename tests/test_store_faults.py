@@ -15,7 +15,7 @@ from flask_spark import spark_api, spark_login_required
 from flask_spark.testing import SparkPlatform
 
 from .conftest import AppFactory, Browser
-from .redis_server import RedisServer
+from .redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
@@ -141,3 +141,17 @@ def test_store_outage_mid_traffic_never_answers_500(
     assert set(statuses) <= {200, 302, 503}
     assert {200, 503} <= set(statuses)
     assert statuses[-1] == 302  # back by itself; the restarted Redis kept no sessions
+
+
+def test_login_with_the_grant_store_down_answers_503_and_sends_nowhere(
+    make_app: AppFactory, spark_platform: SparkPlatform
+) -> None:
+    # Sessions answer; the grant store (where the pending sign-in would go) does not.
+    app = make_app(SPARK_GRANT_STORE=f"redis://127.0.0.1:{free_port()}/0")
+    client = app.test_client()
+    page = client.get("/login?next=/account")
+    assert page.status_code == 503
+    assert int(page.headers["Retry-After"]) >= 1
+    assert "Location" not in page.headers  # no trip to Flexmls that could not end well
+    assert b"storage is unavailable" in page.data
+    assert spark_platform.stats.authorizations == 0

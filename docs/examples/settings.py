@@ -1,5 +1,6 @@
 """settings.py, loaded with app.config.from_pyfile("settings.py") before Spark(app)."""
 
+import json
 import os
 from datetime import timedelta
 
@@ -11,6 +12,10 @@ SPARK_CLIENT_ID = os.environ["SPARK_CLIENT_ID"]
 SPARK_CLIENT_SECRET = os.environ["SPARK_CLIENT_SECRET"]
 SPARK_USER_AGENT = "Prairie Home portal"
 SPARK_REDIRECT_URI = "https://portal.example.com/callback"
+
+# Flask's secret, and the keys the tokens are encrypted with at rest (newest first).
+SECRET_KEY = os.environ["SECRET_KEY"]
+SPARK_TOKEN_KEYS = json.loads(os.environ["SPARK_TOKEN_KEYS"])
 
 # Flask-Session: server-side sessions in Redis; Flask-Spark keeps its grants in the same
 # Redis, under keys of its own (spark:...).

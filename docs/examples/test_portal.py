@@ -21,6 +21,7 @@ def app(spark_platform, tmp_path, monkeypatch):
         SPARK_API_URL=spark_platform.api_url,
         SPARK_CA_CERTS=spark_platform.ca_file,  # trust the simulator's throwaway CA
         SPARK_GRANT_STORE="memory://",  # each test's grants in memory, not instance/
+        SECRET_KEY="test",  # also the key the tokens are encrypted with at rest
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 import time
 import weakref
@@ -33,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ..errors import StoreUnavailable
+from ..errors import ConfigurationError, StoreUnavailable
 from .base import (
     TOUCH_INTERVAL,
     Binding,
@@ -101,13 +102,42 @@ def _tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table, sa.
     return meta, grants, bindings, pending, markers
 
 
+#: The files of one SQLite database: another user must own none of them.
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _make_private(path: str) -> None:
+    """Create ``path`` readable by this user only (SQLite gives its ``-wal`` and ``-shm``
+    the same mode), and make sure no other user owns or can open any file of the
+    database: one who could would read it, or hold its locks and stall every sign-in.
+
+    :raises ConfigurationError: another user owns one of the files, or one is a symlink.
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600))
+    for suffix in _SQLITE_COMPANIONS:
+        name = path + suffix
+        try:
+            info = os.lstat(name)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+            raise ConfigurationError(
+                "SPARK_GRANT_STORE",
+                f"the SQLite file {os.path.basename(name)!r} belongs to another user (or is "
+                "a symlink): refusing a database others could lock or read. Remove it, or "
+                "keep the grants in a folder only this user can write to",
+            )
+        if info.st_mode & 0o077:
+            os.chmod(name, 0o600)
+
+
 def sqlite_engine(path: str) -> Engine:
     """An engine for the SQLite file ``path`` set up for several processes of one host:
-    WAL journal, a busy timeout, and a fresh pool in each forked child."""
+    WAL journal, a busy timeout, and a fresh pool in each forked child. The database's
+    files are this user's alone (:func:`_make_private`)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    # Readable by this user only (SQLite makes its -wal and -shm files alike).
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    _make_private(path)
     engine = sa.create_engine(f"sqlite:///{path}")
 
     @sa.event.listens_for(engine, "connect")
