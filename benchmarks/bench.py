@@ -81,6 +81,12 @@ class SimulatorControl:
     def stats(self) -> dict[str, int]:
         return dict(vars(self.platform.stats))
 
+    def replication_url(self) -> str:
+        return self.platform.replication_url
+
+    def set_replication_records(self, count: int) -> None:
+        self.platform.replication_records = count
+
     def stop(self) -> None:
         self.server.stop()
 
@@ -106,7 +112,7 @@ SimulatorManager.register("control", callable=_get_control)
 
 
 def build_app(
-    control: Any, redis_url: str, grant_store: str | None = None
+    control: Any, redis_url: str, grant_store: str | None = None, **extra: Any
 ) -> tuple[Flask, dict[str, Any]]:
     url, ca_file = control.url(), control.ca_file()
     client_id, client_secret = control.client()
@@ -123,6 +129,7 @@ def build_app(
         SPARK_CA_CERTS=ca_file,
         SPARK_USER_AGENT=USER_AGENT,
     )
+    app.config.update(extra)
     Session(app)
     Spark(app)
     shared: dict[str, Any] = {}
@@ -335,7 +342,7 @@ def round_trips(
     """Per request of ``/spark``: round trips to the session store (Flask-Session's Redis
     ``GET`` and ``SET``) and to the grant store (Flask-Spark's Redis scripts, whose own
     inner commands Redis counts too and are left out, or its SQL statements)."""
-    engine = getattr(app.extensions["spark"].tokens.store, "engine", None)
+    engine = getattr(app.extensions["spark"].tokens.store.inner, "engine", None)
     statements = [0]
     if engine is not None:
         import sqlalchemy as sa
@@ -433,6 +440,9 @@ def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> Non
             f"{statistics.median(waits) / one:>21.2f}x{f'{refreshes}/{rounds}':>11}"
         )
 
+    compression(app, client, control.ca_file(), calls=max(20, calls // 10))
+    replication(control, redis_server, ca_file, records=10_000)
+
     gunicorn_storm(control, redis_server, grant_ms / 1e3)
 
     [owner] = store.keys("spark:g:*")
@@ -447,6 +457,74 @@ def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> Non
         store_app.extensions["spark"].tokens.store.close()
         store_app.config["SESSION_REDIS"].close()
     shutil.rmtree(sqlite_dir, ignore_errors=True)
+
+
+def compression(app: Flask, client: FlaskClient, ca_file: str, calls: int) -> None:
+    """One 25-listing page, as gzip and as plain JSON: bytes on the wire, and the time of
+    the call read and parsed (urllib3 on one keep-alive connection), side by side."""
+    token = _grant_token(app, client)
+    url = f"{app.config['SPARK_API_URL']}/v1/listings?_limit=25"
+    pool = urllib3.PoolManager(ca_certs=ca_file, retries=False)
+    rows = {}
+    for name, encoding in (("gzip", "gzip, deflate"), ("plain", "identity")):
+        headers = {
+            "Authorization": f"OAuth {token}",
+            "X-SparkApi-User-Agent": USER_AGENT,
+            "Accept-Encoding": encoding,
+        }
+
+        def fetch(headers: dict[str, str] = headers) -> int:
+            reply = pool.request("GET", url, headers=headers, preload_content=False)
+            wire = reply.read(decode_content=False)
+            body = wire if reply.headers.get("Content-Encoding") is None else _decoded(wire)
+            assert len(json.loads(body)["D"]["Results"]) == 25
+            reply.release_conn()
+            return len(wire)
+
+        size = fetch()
+        seconds = statistics.median(per_call(fetch, calls) for _ in range(5))
+        rows[name] = (size, seconds)
+    pool.clear()
+    plain_size = rows["plain"][0]
+    print("\nA 25-listing page, compressed and not (bytes on the wire, median call)")
+    print(f"  {'answer':<40}{'bytes':>10}{'vs plain':>10}{'per call':>12}")
+    for name, (size, seconds) in rows.items():
+        label = "gzip (what spark_api asks for)" if name == "gzip" else "uncompressed"
+        ratio = size / plain_size
+        print(f"  {label:<40}{size:>10}{ratio:>9.2f}x{seconds * 1e6:>9.0f} us")
+
+
+def _decoded(wire: bytes) -> bytes:
+    import gzip
+
+    return gzip.decompress(wire)
+
+
+def replication(control: Any, redis_server: RedisServer, ca_file: str, records: int) -> None:
+    """``spark_api.replicate`` of ``records`` listings: records per second, calls made."""
+    control.set_replication_records(records)
+    app, _ = build_app(control, redis_server.url, SPARK_REPLICATION_URL=control.replication_url())
+    result: dict[str, float] = {}
+
+    @app.get("/replicate")
+    def run() -> Any:
+        start = time.perf_counter()
+        copy = spark_api.replicate("/listings")
+        count = sum(1 for _ in copy)
+        result.update(seconds=time.perf_counter() - start, count=count, calls=copy.calls)
+        return "ok"
+
+    client = app.test_client()
+    sign_in(client, ca_file)
+    assert client.get("/replicate").status_code == 200
+    control.set_replication_records(57)
+    print(f"\nReplication of {records} listings (spark_api.replicate, pages of 1,000)")
+    print(f"  {'records':<16}{'calls':>8}{'seconds':>10}{'records/s':>12}")
+    rate = result["count"] / result["seconds"]
+    count, calls = int(result["count"]), int(result["calls"])
+    print(f"  {count:<16}{calls:>8}{result['seconds']:>10.2f}{rate:>12.0f}")
+    app.extensions["spark"].transport.close()
+    app.extensions["spark"].tokens.store.close()
 
 
 def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: float) -> None:

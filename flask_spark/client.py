@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import time
@@ -28,6 +29,8 @@ from .token_format import authorization
 from .tokens import TokenManager
 from .transport import Reply, Transport
 
+log = logging.getLogger("flask_spark")
+
 #: Finds the grant a client calls with: ``(grant, belongs_to_a_signed_in_user)``.
 GrantLoader = Callable[[], "tuple[Grant | None, bool]"]
 
@@ -38,6 +41,10 @@ _BAD_PATH = re.compile(r"[\x00-\x20\x7f\\#?]|://|^//|(^|/)\.\.?(/|$)")
 CODE_TOKEN_EXPIRED = 1020
 #: Spark's code for an invalid key or token.
 CODE_INVALID_KEY = 1000
+#: Spark's code for "use the replication host".
+CODE_USE_REPLICATION = 1021
+#: The largest ``_limit`` the replication host takes, per resource (else 200).
+REPLICATION_PAGE = {"listings": 1000, "accounts": 1000}
 #: Spark's code for "over the rate limit".
 CODE_RATE_LIMITED = 1550
 
@@ -52,6 +59,8 @@ class SparkResponse:
 
     status: int
     envelope: dict[str, Any] = field(default_factory=dict)
+    #: The platform's ``X-Request-Id`` for the call (what FBS support asks for).
+    request_id: str | None = None
 
     @property
     def results(self) -> list[Any]:
@@ -64,6 +73,50 @@ class SparkResponse:
         """``D.Pagination`` when ``_pagination=1`` was asked for."""
         value = self.envelope.get("Pagination")
         return value if isinstance(value, dict) else None
+
+
+class Replication:
+    """The iterator :meth:`SparkClient.replicate` returns: every record, page by page.
+
+    :ivar skiptoken: the ``Id`` of the last record yielded (``None`` before the first):
+        pass it as ``_skiptoken`` to a later ``replicate`` to go on from there.
+    :ivar calls: the pages fetched so far.
+    """
+
+    def __init__(
+        self, fetch: Callable[..., SparkResponse], path: str, params: Mapping[str, Any]
+    ) -> None:
+        self._fetch = fetch
+        params = dict(params)
+        token = params.pop("_skiptoken", None)
+        self.skiptoken: str | None = None if token is None else str(token)
+        resource = _api_path(path).split("/")[2]
+        params.setdefault("_limit", REPLICATION_PAGE.get(resource, 200))
+        self._params = params
+        self.calls = 0
+        self._records = self._walk()
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._records)
+
+    def _walk(self) -> Iterator[Any]:
+        limit = int(self._params["_limit"])
+        while True:
+            page = dict(self._params)
+            if self.skiptoken is not None:
+                page["_skiptoken"] = self.skiptoken
+            response = self._fetch(**page)
+            self.calls += 1
+            for record in response.results:
+                record_id = record.get("Id") if isinstance(record, dict) else None
+                if isinstance(record_id, str):
+                    self.skiptoken = record_id
+                yield record
+            if len(response.results) < limit:
+                return
 
 
 def _api_path(path: str) -> str:
@@ -170,6 +223,25 @@ class SparkClient:
         """``POST /v1/<path>``; ``data`` is sent as ``{"D": data}``. Never retried."""
         return self.request("POST", path, params=params, data=data).results
 
+    def patch(self, path: str, data: Any = None, **params: Any) -> list[Any]:
+        """``PATCH /v1/<path>``; ``data`` is sent as ``{"D": data}``. Never retried."""
+        return self.request("PATCH", path, params=params, data=data).results
+
+    def count(self, path: str, **params: Any) -> int:
+        """How many records ``GET /v1/<path>`` with ``params`` would page through
+        (``_pagination=count``: the platform counts, no record is sent).
+
+        :raises PlatformUnavailable: the answer held no count.
+        """
+        params = {key: value for key, value in params.items() if key not in {"_page", "_limit"}}
+        response = self.request("GET", path, params={**params, "_pagination": "count"})
+        total = (response.pagination or {}).get("TotalRows")
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise PlatformUnavailable(
+                "The Spark API answered a count without TotalRows", request_id=response.request_id
+            )
+        return total
+
     def put(self, path: str, data: Any = None, **params: Any) -> list[Any]:
         """``PUT /v1/<path>``; ``data`` is sent as ``{"D": data}``."""
         return self.request("PUT", path, params=params, data=data).results
@@ -194,6 +266,18 @@ class SparkClient:
                 return
             page += 1
 
+    def replicate(self, path: str, **params: Any) -> Replication:
+        """Every record of ``GET /v1/<path>`` from the replication host
+        (:data:`SPARK_REPLICATION_URL`), at the largest page it allows (1,000 listings or
+        accounts, else 200), paged with ``_skiptoken``. Lazy: one call per page as you
+        iterate. To resume, pass ``_skiptoken=`` the :attr:`Replication.skiptoken` of an
+        earlier run (the ``Id`` of the last record it yielded)."""
+        return Replication(
+            lambda **page: self._call("GET", path, params=page, base=self._config.replication_url),
+            path,
+            params,
+        )
+
     def request(
         self,
         method: str,
@@ -210,13 +294,38 @@ class SparkClient:
         :raises PlatformUnavailable: timeouts, 5xx, or an answer that is not Spark JSON.
         :raises SparkAPIError: any other Spark error, with its code and message.
         """
+        return self._call(method, path, params=params, data=data, base=self._config.api_url)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: Any = None,
+        base: str,
+    ) -> SparkResponse:
+        """:meth:`request`, to the API at ``base``.
+
+        :raises NotSignedIn: no grant for this session (and no single-session keys).
+        :raises ReauthenticationRequired: the platform refused the refresh token.
+        :raises RateLimited: still over the limit after the allowed retries.
+        :raises PlatformUnavailable: timeouts, 5xx, or an answer that is not Spark JSON.
+        :raises SparkAPIError: any other Spark error, with its code and message.
+        """
         method = method.upper()
-        url = self._config.api_url + _api_path(path)
-        if params:
-            query = _query(params)
-            if query:
-                url = f"{url}?{query}"
+        api_path = _api_path(path)
+        url = base + api_path
+        query = _query(params) if params else ""
         body = None if data is None else json.dumps({"D": data}).encode()
+        override = False
+        if query:
+            if method == "GET" and len(url) + 1 + len(query) > self._config.max_url_length:
+                # Too long for a URL (HTTP 414): a POST that says it is a GET, the
+                # parameters form-encoded in its body, as FBS's own clients send it.
+                override, body = True, query.encode()
+            else:
+                url = f"{url}?{query}"
         self._load()
         if self._grant is None:
             raise NotSignedIn()
@@ -232,7 +341,7 @@ class SparkClient:
                 # real expiry comes back as 1020 and is refreshed then.
                 if time.time() >= self._grant.expires_at:
                     raise
-        reply = self._send(method, url, body)
+        reply = self._send(method, url, body, override=override)
         # At most two retries and one refresh at the platform: a token another request
         # stored may itself have expired since, but a token just refreshed is final.
         for _ in range(2):
@@ -241,7 +350,7 @@ class SparkClient:
             renewal = self._renew(self._code(reply))
             if renewal is None:
                 break
-            reply = self._send(method, url, body)
+            reply = self._send(method, url, body, override=override)
             if renewal == "refreshed":
                 break
         if reply.status == 401:  # the body is read once more below: only for this status
@@ -252,7 +361,18 @@ class SparkClient:
                 # The grant was revoked (sign-out elsewhere, or at the platform).
                 self._tokens.discard(self._grant)
                 raise ReauthenticationRequired("The platform no longer accepts this sign-in")
-        return _result(reply, self._grant.access_token)
+        try:
+            return _result(reply, self._grant.access_token)
+        except (SparkAPIError, PlatformUnavailable) as exc:
+            log.warning(
+                "Spark API call failed: %s %s answered HTTP %s, code %s, request id %s",
+                method,
+                api_path,
+                reply.status,
+                getattr(exc, "code", None),
+                reply.request_id or "none",
+            )
+            raise
 
     # -- internals ------------------------------------------------------------------
 
@@ -291,7 +411,9 @@ class SparkClient:
             )
         return refreshed
 
-    def _send(self, method: str, url: str, body: bytes | None) -> Reply:
+    def _send(self, method: str, url: str, body: bytes | None, *, override: bool = False) -> Reply:
+        """Send the call, retrying an idempotent one that was answered 429/503/1550.
+        With ``override``, a ``GET`` goes as a ``POST`` whose body holds its query."""
         assert self._grant is not None
         headers = dict(self._base_headers)
         try:
@@ -299,11 +421,16 @@ class SparkClient:
         except ValueError:
             # Checked where it entered; a record changed behind our back is no sign-in.
             raise ReauthenticationRequired("The stored sign-in is unusable") from None
-        if body is not None:
+        wire = method
+        if override:
+            wire = "POST"
+            headers["X-HTTP-Method-Override"] = "GET"
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
             headers["Content-Type"] = "application/json"
         attempts = 1 + (self._config.retries if method in _IDEMPOTENT else 0)
         for attempt in range(attempts):
-            reply = self._transport.request(method, url, headers=headers, body=body)
+            reply = self._transport.request(wire, url, headers=headers, body=body)
             if attempt + 1 == attempts or not self._retryable(reply):
                 return reply
             wait = reply.retry_after()
@@ -333,25 +460,37 @@ def _result(reply: Reply, token: str = "") -> SparkResponse:
     if 200 <= reply.status < 300:
         if envelope is None:
             if not reply.body.strip():
-                return SparkResponse(reply.status, {"Success": True})
+                return SparkResponse(reply.status, {"Success": True}, reply.request_id)
             raise PlatformUnavailable(
-                f"The Spark API answered HTTP {reply.status} without a D envelope"
+                f"The Spark API answered HTTP {reply.status} without a D envelope",
+                request_id=reply.request_id,
             )
         if envelope.get("Success") is not False:
-            return SparkResponse(reply.status, envelope)
+            return SparkResponse(reply.status, envelope, reply.request_id)
     code = _spark_code(envelope)
     message = envelope.get("Message") if envelope else None
     if not isinstance(message, str):
         message = f"HTTP {reply.status}"
+    if code == CODE_USE_REPLICATION:
+        message += " (bulk copies go to the replication host: use spark_api.replicate())"
     if token:
         message = message.replace(token, "[token]")
     message = message[:500]
+    request_id = reply.request_id
     if code == CODE_RATE_LIMITED or reply.status == 429:
-        raise RateLimited(reply.status, code, message, envelope, retry_after=reply.retry_after())
+        raise RateLimited(
+            reply.status,
+            code,
+            message,
+            envelope,
+            retry_after=reply.retry_after(),
+            request_id=request_id,
+        )
     if reply.status >= 500:
         detail = "" if code is None else f", code {code}"
         raise PlatformUnavailable(
             f"The Spark API answered HTTP {reply.status}{detail}",
             retry_after=reply.retry_after(),
+            request_id=request_id,
         )
-    raise SparkAPIError(reply.status, code, message, envelope)
+    raise SparkAPIError(reply.status, code, message, envelope, request_id)

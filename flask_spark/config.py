@@ -22,10 +22,15 @@ Role = Literal["idx", "vow", "private"]
 DEFAULT_PLATFORM_URL = "https://sparkplatform.com"
 #: Where the grant endpoint and the data API live.
 DEFAULT_API_URL = "https://sparkapi.com"
+#: Where bulk copies of the data come from (``spark_api.replicate``).
+DEFAULT_REPLICATION_URL = "https://replication.sparkapi.com"
 #: Sent as ``X-SparkApi-User-Agent`` unless ``SPARK_USER_AGENT`` is set.
 DEFAULT_USER_AGENT = "Flask-Spark"
 #: Seconds one call to the platform may take as a whole, connect to last byte.
 DEFAULT_TIMEOUT = 10.0
+#: The longest URL a call is sent as; longer ``GET`` calls go as ``POST`` with
+#: ``X-HTTP-Method-Override: GET`` and their parameters in the body.
+DEFAULT_MAX_URL_LENGTH = 2048
 #: The largest answer body of a data call that is read (32 MiB); larger ones fail.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: Refresh this many seconds before the access token's recorded expiry.
@@ -59,6 +64,7 @@ class SparkConfig:
     portal: str | None
     platform_url: str
     api_url: str
+    replication_url: str
     user_agent: str
     login_redirect: str
     allow_http_loopback: bool
@@ -70,6 +76,7 @@ class SparkConfig:
     max_retry_wait: float
     pool_size: int
     max_response_bytes: int
+    max_url_length: int
     token_cache_seconds: float
     refresh_lease_seconds: float
     access_token: str | None = field(repr=False)
@@ -204,6 +211,11 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
     api_url = _check_base_url(
         "SPARK_API_URL", config.get("SPARK_API_URL", DEFAULT_API_URL), allow_http
     )
+    replication_url = _check_base_url(
+        "SPARK_REPLICATION_URL",
+        config.get("SPARK_REPLICATION_URL", DEFAULT_REPLICATION_URL),
+        allow_http,
+    )
 
     redirect_uri = _str(config, "SPARK_REDIRECT_URI")
     if redirect_uri is not None:
@@ -245,6 +257,7 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         portal=portal,
         platform_url=platform_url,
         api_url=api_url,
+        replication_url=replication_url,
         user_agent=user_agent,
         login_redirect=login_redirect,
         allow_http_loopback=allow_http,
@@ -258,6 +271,7 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         max_response_bytes=_int(
             config, "SPARK_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES, 1024
         ),
+        max_url_length=_int(config, "SPARK_MAX_URL_LENGTH", DEFAULT_MAX_URL_LENGTH, 256),
         token_cache_seconds=_number(
             config, "SPARK_TOKEN_CACHE_SECONDS", DEFAULT_TOKEN_CACHE_SECONDS, 0
         ),

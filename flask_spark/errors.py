@@ -63,6 +63,8 @@ class SparkAPIError(SparkError):
     :param code: the Spark ``Code`` from the ``D`` envelope (``None`` if absent).
     :param message: the Spark ``Message`` from the envelope.
     :param details: the whole ``D`` envelope, for ``Errors``, ``Details`` or ``SparkQLErrors``.
+    :param request_id: the platform's ``X-Request-Id`` for the call (what FBS support asks
+        for), when it sent one.
     """
 
     def __init__(
@@ -71,12 +73,15 @@ class SparkAPIError(SparkError):
         code: int | None,
         message: str,
         details: dict[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
-        super().__init__(f"Spark API error {code} (HTTP {status}): {message}")
+        self.request_id = request_id
+        said = f" [request id {request_id}]" if request_id else ""
+        super().__init__(f"Spark API error {code} (HTTP {status}): {message}{said}")
 
 
 class RateLimited(SparkAPIError):
@@ -92,8 +97,9 @@ class RateLimited(SparkAPIError):
         message: str,
         details: dict[str, Any] | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
-        super().__init__(status, code, message, details)
+        super().__init__(status, code, message, details, request_id)
         self.retry_after = retry_after
 
 
@@ -123,11 +129,15 @@ class PlatformUnavailable(SparkError):
     Tokens are never discarded for this. The default handler answers 503.
 
     :param retry_after: seconds to wait before trying again, when known.
+    :param request_id: the platform's ``X-Request-Id``, when it answered at all.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, request_id: str | None = None
+    ) -> None:
         self.retry_after = retry_after
-        super().__init__(message)
+        self.request_id = request_id
+        super().__init__(message + (f" [request id {request_id}]" if request_id else ""))
 
 
 class StoreUnavailable(SparkError):

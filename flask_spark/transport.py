@@ -26,6 +26,9 @@ from .deadlines import POOL_CLASSES, watch
 from .errors import PlatformUnavailable
 
 _TOKEN_PATH = re.compile(r"(/oauth2/token/)[^\s\"?]+")
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+#: Sent with every call; urllib3 decodes the answer (and the byte cap counts decoded bytes).
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 class _RedactTokenPaths(logging.Filter):
@@ -54,6 +57,15 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes
+
+    @property
+    def request_id(self) -> str | None:
+        """The platform's ``X-Request-Id``, if it is a plausible one (printable ASCII, at
+        most 128 characters): it goes into logs and error messages."""
+        value = self.headers.get("x-request-id")
+        if value is None or not _REQUEST_ID.fullmatch(value):
+            return None
+        return value
 
     def json(self) -> Any:
         """The body parsed as JSON.
@@ -139,6 +151,7 @@ class Transport:
         """
         seconds = self.timeout if timeout is None else timeout
         limit = self.max_bytes if max_bytes is None else max_bytes
+        headers = {"Accept-Encoding": ACCEPT_ENCODING, **headers}
         response: urllib3.BaseHTTPResponse | None = None
         with watch(seconds) as deadline:
             try:

@@ -11,6 +11,7 @@ working fails the suite. The last tests check the reference pages against the co
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import os
 import re
@@ -45,6 +46,7 @@ from flask_spark import (
 from flask_spark.config import load_config
 from flask_spark.pages import REASONS
 from flask_spark.testing import LISTINGS, Fault, SparkPlatform
+from flask_spark.testing.data import replication_listings
 
 from .conftest import AppFactory, Browser
 from .redis_server import RedisServer
@@ -372,6 +374,78 @@ def test_gunicorn_config_loads_the_wsgi_app() -> None:
 # -- spark_api -----------------------------------------------------------------------------
 
 
+def test_a_copy_goes_on_where_it_stopped(
+    example: Callable[..., ModuleType],
+    make_app: AppFactory,
+    browser_for: Any,
+    spark_platform: SparkPlatform,
+) -> None:
+    spark_platform.replication_records = 3000
+    app = make_app(SPARK_REPLICATION_URL=spark_platform.replication_url)
+    copy_listings = example("replicate").copy_listings
+    saved: list[str] = []
+    where: list[str] = []
+    stops = [200]
+
+    class Stopped(Exception):
+        pass
+
+    def save(listing: dict[str, Any]) -> None:
+        if stops and len(saved) == stops[0]:
+            stops.pop()
+            raise Stopped  # a deploy, a crash: the copy stops half-way
+        saved.append(listing["Id"])
+
+    @app.get("/copy")
+    def copy() -> Any:
+        with contextlib.suppress(Stopped):
+            copy_listings(spark_api, save, where.append)
+        calls = copy_listings(spark_api, save, where.append, since=where[-1])
+        return {"calls": calls}
+
+    browser: Browser = browser_for(app)
+    browser.sign_in()
+    assert browser.client.get("/copy").json["calls"] >= 1
+    fargo = [
+        item["Id"]
+        for item in replication_listings(3000)
+        if item["StandardFields"]["City"] == "Fargo"
+    ]
+    assert len(fargo) > 200
+    assert not stops  # it did stop once
+    assert saved == fargo  # each once, in order, none lost at the stop
+
+
+def test_search_builds_its_filter_from_the_visitors_words(
+    example: Callable[..., ModuleType],
+    make_app: AppFactory,
+    browser_for: Any,
+    spark_platform: SparkPlatform,
+) -> None:
+    app = make_app()
+    app.register_blueprint(example("search").bp)
+    browser: Browser = browser_for(app)
+    browser.sign_in()
+
+    found = browser.client.get("/search?city=Fargo&min_price=200000&beds=3").json
+    assert found["filter"] == "City Eq 'Fargo' And ListPrice Ge 200000 And BedsTotal Ge 3"
+    fields = [item["StandardFields"] for item in LISTINGS]
+    wanted = [
+        f
+        for f in fields
+        if f["City"] == "Fargo" and f["ListPrice"] >= 200000 and f["BedsTotal"] >= 3
+    ]
+    wanted.sort(key=lambda f: -f["ListPrice"])
+    assert wanted
+    assert found["ids"] == [f["ListingId"] for f in wanted][:25]
+
+    hostile = browser.client.get("/search", query_string={"city": "Fargo' Or ListPrice Gt '0"})
+    assert hostile.json == {"filter": "City Eq 'Fargo\\' Or ListPrice Gt \\'0'", "ids": []}
+    everything = browser.client.get("/search").json
+    assert everything["filter"] is None
+    assert len(everything["ids"]) == 25
+
+
 def test_api_usage_views(
     example: Callable[..., ModuleType],
     make_app: AppFactory,
@@ -395,7 +469,7 @@ def test_api_usage_views(
     assert len(expected) > 1
     assert browser.client.get("/listings").json == expected
 
-    assert browser.client.get("/listings/count").json == {"total": len(LISTINGS)}
+    assert browser.client.get("/listings/count").json == {"total": len(fargo)}
     one = LISTINGS[0]["Id"]
     assert browser.client.get(f"/listings/{one}").json["Id"] == one
     assert browser.client.get("/listings/00000000000000000000000000").status_code == 404

@@ -29,9 +29,8 @@ def listings():
 @bp.get("/listings/count")
 @spark_login_required
 def listing_count():
-    # request() returns the whole envelope: status, D, D.Pagination.
-    answer = spark_api.request("GET", "/listings", params={"_pagination": "count"})
-    return {"total": answer.pagination["TotalRows"]}
+    # The platform counts (_pagination=count): no listing is sent.
+    return {"total": spark_api.count("/listings", _filter="City Eq 'Fargo'")}
 
 
 @bp.get("/listings/<listing_id>")

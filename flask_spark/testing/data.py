@@ -6,9 +6,10 @@ import copy
 import datetime
 import functools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from . import sparkql
 
 __all__ = [
     "ACCOUNTS",
@@ -291,6 +292,33 @@ def _int_param(args: Mapping[str, str], name: str, default: int, high: int | Non
     return int(raw)
 
 
+@functools.lru_cache(maxsize=4)
+def replication_listings(count: int) -> tuple[dict[str, Any], ...]:
+    """What the replication host holds: the listings, then made-up ones up to ``count``,
+    in ``Id`` order (the order ``_skiptoken`` pages in)."""
+    made = list(LISTINGS[:count])
+    for n in range(len(made), count):
+        listing_id = f"{20260101000000000000000000 + n:026d}"
+        record = copy.deepcopy(LISTINGS[n % len(LISTINGS)])
+        record["Id"] = listing_id
+        record["ResourceUri"] = f"/v1/listings/{listing_id}"
+        record["StandardFields"].update(
+            ListingKey=listing_id,
+            ListingId=f"R{n:07d}",
+            ListPrice=100000 + (n * 7919) % 400000,
+        )
+        made.append(record)
+    return tuple(sorted(made, key=lambda item: str(item["Id"])))
+
+
+def replication_page(records: Sequence[dict[str, Any]], args: Mapping[str, str]) -> dict[str, Any]:
+    """One replication page: up to ``_limit`` (at most 1,000) records after ``_skiptoken``."""
+    limit = _int_param(args, "_limit", 25, 1000)
+    after = args.get("_skiptoken", "")
+    items = [item for item in records if not after or str(item["Id"]) > after][:limit]
+    return {"Success": True, "Results": [copy.deepcopy(item) for item in items]}
+
+
 def page(
     items: Sequence[dict[str, Any]], args: Mapping[str, str], max_limit: int = 25
 ) -> dict[str, Any]:
@@ -319,48 +347,18 @@ def page(
     return result
 
 
-_CONDITION = re.compile(
-    r"\s*(?P<field>[A-Za-z][A-Za-z0-9]*)\s+(?P<op>Eq|Ne|Gt|Ge|Lt|Le)\s+"
-    r"(?P<value>'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?)\s*",
-    re.ASCII,
-)
-
-
 def filter_listings(items: Sequence[dict[str, Any]], expression: str) -> list[dict[str, Any]]:
-    """Apply a small subset of SparkQL: ``Field Op Value`` joined by ``And`` (``Op`` one of
-    ``Eq Ne Gt Ge Lt Le``; a value quoted ``'text'`` or a number). Anything else is
-    refused with code 1040, an unknown field with code 2000."""
-    if not expression.strip():
-        return list(items)
-    conditions = []
-    for part in re.split(r"\s+And\s+", expression.strip()):
-        match = _CONDITION.fullmatch(part)
-        if match is None:
-            raise DataError(1040, 400, f"The _filter syntax is invalid near {part.strip()!r}")
-        field, op, raw = match["field"], match["op"], match["value"]
-        if field not in LISTINGS[0]["StandardFields"]:
-            raise DataError(2000, 400, f"Unknown field in _filter: {field}")
-        value: Any = raw[1:-1].replace("\\'", "'") if raw.startswith("'") else float(raw)
-        conditions.append((field, op, value))
-
-    def keep(item: dict[str, Any]) -> bool:
-        for field, op, value in conditions:
-            actual = item["StandardFields"][field]
-            if isinstance(value, float) != isinstance(actual, int | float):
-                return False
-            ok = {
-                "Eq": actual == value,
-                "Ne": actual != value,
-                "Gt": actual > value,
-                "Ge": actual >= value,
-                "Lt": actual < value,
-                "Le": actual <= value,
-            }[op]
-            if not ok:
-                return False
-        return True
-
-    return [item for item in items if keep(item)]
+    """The listings whose ``StandardFields`` match the SparkQL ``expression``
+    (:mod:`flask_spark.testing.sparkql`): a syntax error is code 1040, an unknown field
+    code 2000, a malformed ``Bt`` code 2001."""
+    try:
+        node = sparkql.parse(expression)
+        unknown = sorted(sparkql.fields(node) - set(LISTINGS[0]["StandardFields"]))
+        if unknown:
+            raise sparkql.SparkQLError(2000, f"Unknown field in _filter: {unknown[0][:40]}")
+        return [item for item in items if sparkql.matches(node, item["StandardFields"])]
+    except sparkql.SparkQLError as exc:
+        raise DataError(exc.code, 400, str(exc)) from None
 
 
 def _field(name: str, item: dict[str, Any]) -> Any:

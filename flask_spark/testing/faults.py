@@ -53,6 +53,7 @@ MESSAGES = {
     1015: "API user required or unavailable",
     1016: "The X-SparkApi-User-Agent header is required",
     1020: "Session token has expired",
+    1021: "Use the replication endpoint for this key",
     1023: "Account not yet available",
     1026: "An unexpected problem occurred with the data",
     1035: (

@@ -37,6 +37,8 @@ class _Settings:
     rate_window: float
     rate_limit_status: int
     superseded_token_code: int
+    replication_records: int
+    replication_only: bool
 
 
 class SparkPlatform:
@@ -67,6 +69,10 @@ class SparkPlatform:
         1020 (expired, the default: the platform keeps the session record, and a client
         that lost a refresh race just refreshes with the newer token it has stored) or
         1000 (invalid key). A revoked grant's tokens always get 1000.
+    :param replication_records: how many listings the replication host
+        (:attr:`replication_url`) holds: the data set's own, then made-up ones.
+    :param replication_only: the key may only use the replication host: data calls to the
+        normal API answer 403 with code 1021.
     :param clock: the platform's clock for code and token expiry and the rate limiter;
         ``time.time`` by default, injectable to test expiry without sleeping.
     """
@@ -86,6 +92,8 @@ class SparkPlatform:
         rate_window: float = 300.0,
         rate_limit_status: int = 429,
         superseded_token_code: int = 1020,
+        replication_records: int | None = None,
+        replication_only: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         from .routes import Router
@@ -104,6 +112,10 @@ class SparkPlatform:
             rate_window=rate_window,
             rate_limit_status=rate_limit_status,
             superseded_token_code=superseded_token_code,
+            replication_records=(
+                len(data.LISTINGS) if replication_records is None else replication_records
+            ),
+            replication_only=replication_only,
         )
         self._validate(self._initial)
         self._lock = threading.RLock()
@@ -131,6 +143,8 @@ class SparkPlatform:
             raise ValueError("rate_limit_status must be 429 or 503")
         if settings.superseded_token_code not in {1000, 1020}:
             raise ValueError("superseded_token_code must be 1000 or 1020")
+        if settings.replication_records < 0:
+            raise ValueError("replication_records must not be negative")
 
     # -- WSGI -------------------------------------------------------------------------
 
@@ -167,6 +181,12 @@ class SparkPlatform:
     def api_url(self) -> str:
         """The base of the API, without ``/v1`` (the same origin as :attr:`url`)."""
         return self.url
+
+    @property
+    def replication_url(self) -> str:
+        """The base of the replication host (``SPARK_REPLICATION_URL``): served on the same
+        origin, under ``/replication``."""
+        return self.url + "/replication"
 
     @property
     def ca_file(self) -> str | None:
@@ -267,6 +287,24 @@ class SparkPlatform:
     @rate_limit_status.setter
     def rate_limit_status(self, value: int) -> None:
         self._set(rate_limit_status=int(value))
+
+    @property
+    def replication_records(self) -> int:
+        """How many listings the replication host holds."""
+        return int(self._setting("replication_records"))
+
+    @replication_records.setter
+    def replication_records(self, value: int) -> None:
+        self._set(replication_records=int(value))
+
+    @property
+    def replication_only(self) -> bool:
+        """When true, data calls to the normal API answer 403 with code 1021."""
+        return bool(self._setting("replication_only"))
+
+    @replication_only.setter
+    def replication_only(self, value: bool) -> None:
+        self._set(replication_only=bool(value))
 
     # -- control ----------------------------------------------------------------------
 

@@ -95,6 +95,11 @@ class RecordedRequest:
         (``"OAuth"``, ``"Bearer"``...), or ``None`` without one.
     :ivar route: ``"authorize"``, ``"grant"``, ``"data"``, ``"revoke"`` or ``"other"``.
     :ivar status: the HTTP status answered, ``0`` if the connection was dropped.
+    :ivar request_id: the ``X-Request-Id`` the answer carried.
+    :ivar response_encoding: the answer's ``Content-Encoding`` (``"gzip"``, ``"deflate"``)
+        or ``None`` when it went uncompressed.
+    :ivar response_bytes: the answer's body as sent on the wire.
+    :ivar response_plain_bytes: the same body before compression.
     """
 
     method: str
@@ -106,3 +111,7 @@ class RecordedRequest:
     auth_scheme: str | None
     route: str
     status: int
+    request_id: str = ""
+    response_encoding: str | None = None
+    response_bytes: int = 0
+    response_plain_bytes: int = 0

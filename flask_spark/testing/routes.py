@@ -7,11 +7,15 @@ methods, which hold its lock.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import json
 import logging
 import socket
 import time
 import traceback
+import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -37,6 +41,11 @@ __all__ = ["Router", "route_of"]
 logger = logging.getLogger("flask_spark.testing")
 
 _MAX_BODY = 1024 * 1024
+#: The longest request target (path and query) the simulator takes, like the platform's
+#: front end: longer ones are answered 414, so a client has to send them as a POST.
+MAX_URL_LENGTH = 8000
+#: Answers shorter than this go uncompressed.
+_COMPRESS_FROM = 512
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 _URL_MAP = Map(
@@ -49,10 +58,15 @@ _URL_MAP = Map(
         Rule("/v1/my/account", endpoint="my_account", methods=["GET"]),
         Rule("/v1/system", endpoint="system", methods=["GET"]),
         Rule("/v1/listings", endpoint="listings", methods=["GET"]),
+        Rule("/replication/v1/listings", endpoint="replicated_listings", methods=["GET"]),
         Rule("/v1/my/listings", endpoint="my_listings", methods=["GET"]),
         Rule("/v1/listings/<listing_id>", endpoint="listing", methods=["GET"]),
         Rule("/v1/contacts", endpoint="contacts", methods=["GET", "POST"]),
-        Rule("/v1/contacts/<contact_id>", endpoint="contact", methods=["GET", "PUT", "DELETE"]),
+        Rule(
+            "/v1/contacts/<contact_id>",
+            endpoint="contact",
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+        ),
     ],
     strict_slashes=False,
     merge_slashes=False,
@@ -67,7 +81,7 @@ def route_of(path: str) -> str:
         return "grant"
     if path.startswith("/v1/oauth2/token/"):
         return "revoke"
-    if path.startswith("/v1/"):
+    if path.startswith(("/v1/", "/replication/v1/")):
         return "data"
     return "other"
 
@@ -103,6 +117,59 @@ def _envelope(results: list[Any], status: int = 200) -> Response:
     return json_response(status, {"D": {"Success": True, "Results": results}})
 
 
+def _overridden(request: Request) -> bool:
+    """A ``POST`` that says it is a ``GET`` (``X-HTTP-Method-Override``), its parameters
+    form-encoded in the body, as FBS's clients send queries too long for a URL."""
+    override = request.headers.get("X-HTTP-Method-Override", "").strip().upper()
+    return request.method == "POST" and override == "GET"
+
+
+def _as_get(request: Request) -> Request:
+    body = request.get_data(cache=True)
+    environ = dict(request.environ)
+    environ.update(
+        REQUEST_METHOD="GET",
+        QUERY_STRING=body.decode("latin-1"),
+        CONTENT_LENGTH="0",
+        CONTENT_TYPE="",
+    )
+    environ["wsgi.input"] = io.BytesIO(b"")
+    again = Request(environ)
+    again.max_content_length = _MAX_BODY
+    return again
+
+
+def _finish(request: Request, response: Response) -> dict[str, Any]:
+    """Give every answer an ``X-Request-Id``, and compress it when the client accepts
+    gzip or deflate; what was sent, for the request's record."""
+    request_id = uuid.uuid4().hex
+    response.headers["X-Request-Id"] = request_id
+    if request.environ.get(STREAM_KEY) or response.is_streamed:
+        return {"request_id": request_id}
+    plain = response.get_data()
+    accepted = {
+        part.split(";")[0].strip().lower()
+        for part in request.headers.get("Accept-Encoding", "").split(",")
+    }
+    encoding = next((e for e in ("gzip", "deflate") if e in accepted), None)
+    if encoding is None or len(plain) < _COMPRESS_FROM:
+        return {
+            "request_id": request_id,
+            "response_bytes": len(plain),
+            "response_plain_bytes": len(plain),
+        }
+    wire = gzip.compress(plain, mtime=0) if encoding == "gzip" else zlib.compress(plain)
+    response.set_data(wire)
+    response.headers["Content-Encoding"] = encoding
+    response.vary.add("Accept-Encoding")
+    return {
+        "request_id": request_id,
+        "response_encoding": encoding,
+        "response_bytes": len(wire),
+        "response_plain_bytes": len(plain),
+    }
+
+
 class Router:
     """The WSGI application of a :class:`SparkPlatform`."""
 
@@ -114,10 +181,13 @@ class Router:
         request.max_content_length = _MAX_BODY
         route = route_of(request.path)
         status = 0
+        sent: dict[str, Any] = {}
         self.platform._started()
         try:
             response = self._serve(request, route)
-            status = response.status_code if response is not None else 0
+            if response is not None:
+                status = response.status_code
+                sent = _finish(request, response)
         except Exception as exc:  # never let a bug leak a token into werkzeug's log
             logger.error(
                 "simulator error %s:\n%s",
@@ -127,12 +197,12 @@ class Router:
             response = envelope_error(500, 1026)
             status = 500
         finally:
-            self._record(request, route, status)
+            self._record(request, route, status, sent)
         if response is None:  # dropped: werkzeug's write fails on the shut socket
             response = Response(b"", 500)
         return response(environ, start_response)
 
-    def _record(self, request: Request, route: str, status: int) -> None:
+    def _record(self, request: Request, route: str, status: int, sent: dict[str, Any]) -> None:
         entry: RecordedRequest | None = None
         try:
             try:
@@ -149,6 +219,7 @@ class Router:
                 auth_scheme=_auth(request)[0],
                 route=route,
                 status=status,
+                **sent,
             )
         except Exception as exc:
             logger.error("simulator could not record a request: %s", type(exc).__name__)
@@ -168,6 +239,11 @@ class Router:
             request.get_data(cache=True)
         except HTTPException:
             return envelope_error(413, 1050, "The request body is too large")
+        target = len(request.environ.get("PATH_INFO", "")) + len(request.query_string)
+        if target > MAX_URL_LENGTH:
+            return html_response(414, "URI Too Long", "The request URI is too long.")
+        if route == "data" and _overridden(request):
+            request = _as_get(request)
         fault = platform._take_fault(route)
         if fault is not None:
             if fault.kind == "drop":
@@ -217,6 +293,8 @@ class Router:
             return envelope_error(
                 401, 1000, headers={"WWW-Authenticate": "OAuth realm='Flexmls API'"}
             )
+        if self.platform.replication_only and not request.path.startswith("/replication/"):
+            return envelope_error(403, 1021)
         retry_after = self.platform._over_rate_limit(grant.client_id)
         if retry_after is not None:
             return envelope_error(
@@ -330,6 +408,11 @@ class Router:
         items = data.order_by(items, args.get("_orderby", ""))
         return json_response(200, {"D": data.page(items, args)})
 
+    def _replicated_listings(self, request: Request, grant: Grant) -> Response:
+        held = data.replication_listings(self.platform.replication_records)
+        records = data.filter_listings(held, request.args.get("_filter", ""))
+        return json_response(200, {"D": data.replication_page(records, request.args)})
+
     def _listings(self, request: Request, grant: Grant) -> Response:
         return self._listing_page(request, list(data.LISTINGS))
 
@@ -357,7 +440,7 @@ class Router:
         return json_response(200, {"D": data.page(self.platform._contacts(grant), request.args)})
 
     def _contact(self, request: Request, grant: Grant, contact_id: str) -> Response:
-        if request.method == "PUT":
+        if request.method in {"PUT", "PATCH"}:
             fields = data.clean_contact(self._write_body(request), partial=True)
             if not self.platform._update_contact(grant, contact_id, fields):
                 return envelope_error(404, 404)
