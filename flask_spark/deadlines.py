@@ -37,10 +37,6 @@ class Deadline:
         self.done = False
         self.expired = False
 
-    def remaining(self) -> float:
-        """Seconds left, never below a millisecond (a timeout of 0 means non-blocking)."""
-        return max(0.001, self.at - time.monotonic())
-
 
 class _Watchdog:
     def __init__(self) -> None:
