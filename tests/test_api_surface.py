@@ -127,3 +127,35 @@ def test_patch_and_count(app: Flask, browser: Browser, spark_platform: SparkPlat
     assert [r.method for r in spark_platform.requests_for("data")].count("PATCH") == 1
     total = _in_request(app, browser, lambda: spark_api.count("/listings"))
     assert total == len(LISTINGS)
+
+
+def test_listing_photos_come_with_expand_and_are_served(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform, http: Any
+) -> None:
+    page = _in_request(app, browser, lambda: spark_api.get("/listings", _expand="Photos"))
+    assert page
+    for listing in page:
+        found = listing["StandardFields"]["Photos"]
+        assert 3 <= len(found) <= 7
+        assert [p["Primary"] for p in found].count(True) == 1
+    first = page[0]["StandardFields"]["Photos"][0]
+    image = http.request("GET", first["Uri640"])
+    assert image.status == 200
+    assert image.headers["Content-Type"] == "image/svg+xml"
+    assert b'width="640"' in image.data
+    assert http.request("GET", first["Uri640"].replace("/640", "/999")).status == 404
+    [one] = _in_request(
+        app, browser, lambda: spark_api.get(f"/listings/{page[0]['Id']}", _expand="Photos")
+    )
+    assert one["StandardFields"]["Photos"] == page[0]["StandardFields"]["Photos"]
+    plain = _in_request(app, browser, lambda: spark_api.get("/listings"))
+    assert "Photos" not in plain[0]["StandardFields"]
+
+
+def test_a_page_with_photos_travels_at_under_a_third_of_its_size(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    _in_request(app, browser, lambda: spark_api.get("/listings", _expand="Photos", _limit=25))
+    [call] = [r for r in spark_platform.requests_for("data") if r.path == "/v1/listings"]
+    assert call.response_encoding == "gzip"
+    assert call.response_bytes <= 0.3 * call.response_plain_bytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -190,6 +191,72 @@ def listing(listing_id: str) -> dict[str, Any] | None:
     """A copy of a listing, or ``None``."""
     found = _LISTINGS_BY_ID.get(listing_id)
     return copy.deepcopy(found) if found is not None else None
+
+
+#: The sizes a listing photo comes in, as the platform names its URLs, and their widths.
+PHOTO_SIZES = {
+    "UriThumb": 100,
+    "Uri300": 300,
+    "Uri640": 640,
+    "Uri800": 800,
+    "Uri1024": 1024,
+    "Uri1280": 1280,
+    "Uri1600": 1600,
+    "Uri2048": 2048,
+    "UriLarge": 2048,
+}
+
+
+def photos(listing_id: str, base_url: str) -> list[dict[str, Any]]:
+    """A listing's photos (``_expand=Photos``): three to seven, the first primary, each
+    with a URL per size that the simulator serves (``/photos/<listing>/<n>/<size>``)."""
+    count = 3 + int(listing_id[-8:-6] or "0") % 5
+    rooms = ("Front", "Kitchen", "Living room", "Bedroom", "Bath", "Yard", "Garage")
+    found = []
+    for n in range(1, count + 1):
+        photo_id = f"{listing_id[:20]}{n:06d}"
+        found.append(
+            {
+                "Id": photo_id,
+                "ResourceUri": f"/v1/listings/{listing_id}/photos/{photo_id}",
+                "Name": rooms[(n - 1) % len(rooms)],
+                "Caption": f"{rooms[(n - 1) % len(rooms)]} of listing {listing_id[-6:]}",
+                "Primary": n == 1,
+                **{
+                    name: f"{base_url}/photos/{listing_id}/{n}/{name.removeprefix('Uri').lower()}"
+                    for name in PHOTO_SIZES
+                },
+            }
+        )
+    return found
+
+
+def photo_image(listing_id: str, number: int, size: str) -> bytes | None:
+    """The picture a photo URL serves (an SVG drawn from the listing and the photo number),
+    or ``None`` for a photo or size there is none of."""
+    width = {name.removeprefix("Uri").lower(): w for name, w in PHOTO_SIZES.items()}.get(size)
+    if width is None or listing_id not in _LISTINGS_BY_ID or not 1 <= number <= 7:
+        return None
+    height = width * 2 // 3
+    hue = (int(listing_id[-6:]) * 37 + number * 53) % 360
+    label = (
+        f"{_LISTINGS_BY_ID[listing_id]['StandardFields']['UnparsedFirstLineAddress']} #{number}"
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><rect width="100%" height="100%" '
+        f'fill="hsl({hue},45%,55%)"/><text x="50%" y="50%" text-anchor="middle" '
+        f'font-family="sans-serif" font-size="{max(8, width // 20)}" fill="#fff">'
+        f"{html.escape(label)}</text></svg>"
+    ).encode()
+
+
+def expand(items: Sequence[dict[str, Any]], expansions: str, base_url: str) -> None:
+    """Add what ``_expand`` asks for to each item's ``StandardFields``, in place."""
+    wanted = {part.strip() for part in expansions.split(",") if part.strip()}
+    if "Photos" in wanted:
+        for item in items:
+            item["StandardFields"]["Photos"] = photos(str(item["Id"]), base_url)
 
 
 def my_listings(account_id: str) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ _URL_MAP = Map(
         Rule("/replication/v1/listings", endpoint="replicated_listings", methods=["GET"]),
         Rule("/v1/my/listings", endpoint="my_listings", methods=["GET"]),
         Rule("/v1/listings/<listing_id>", endpoint="listing", methods=["GET"]),
+        Rule("/photos/<listing_id>/<int:number>/<size>", endpoint="photo", methods=["GET"]),
         Rule("/v1/contacts", endpoint="contacts", methods=["GET", "POST"]),
         Rule(
             "/v1/contacts/<contact_id>",
@@ -276,7 +277,7 @@ class Router:
         except HTTPException:
             return envelope_error(404, 404)
         handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
-        if endpoint in {"index", "authorize", "grant"}:
+        if endpoint in {"index", "authorize", "grant", "photo"}:
             return handler(request, **args)
         if not request.headers.get("X-SparkApi-User-Agent", "").strip():
             return envelope_error(400, 1016)
@@ -406,7 +407,9 @@ class Router:
         args = request.args
         items = data.filter_listings(items, args.get("_filter", ""))
         items = data.order_by(items, args.get("_orderby", ""))
-        return json_response(200, {"D": data.page(items, args)})
+        found = data.page(items, args)
+        data.expand(found["Results"], args.get("_expand", ""), self.platform._url or "")
+        return json_response(200, {"D": found})
 
     def _replicated_listings(self, request: Request, grant: Grant) -> Response:
         held = data.replication_listings(self.platform.replication_records)
@@ -423,7 +426,19 @@ class Router:
         found = data.listing(listing_id)
         if found is None:
             return envelope_error(404, 404, f"Listing {listing_id[:40]} was not found")
+        data.expand([found], request.args.get("_expand", ""), self.platform._url or "")
         return _envelope([found])
+
+    def _photo(self, request: Request, listing_id: str, number: int, size: str) -> Response:
+        image = data.photo_image(listing_id, number, size)
+        if image is None:
+            return html_response(404, "Not found", "There is no such photo.")
+        return Response(
+            image,
+            200,
+            content_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     def _write_body(self, request: Request) -> dict[str, Any]:
         body = _json_body(request) if request.mimetype == "application/json" else None
