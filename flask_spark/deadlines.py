@@ -133,15 +133,9 @@ class _WatchedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _claim(self)
-        super().connect()
-        _claim(self)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _claim(self)
-        super().request(*args, **kwargs)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """The same claims, made around TLS connections (``super()`` reaches
+    :class:`HTTPSConnection` first)."""
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):

@@ -167,6 +167,29 @@ class Browser:
         pass
 
 
+def add_probe(app: Flask) -> Flask:
+    """Give ``app`` a ``/probe`` view that runs whatever :func:`in_request` hands it: code
+    that needs a real request (``spark_api``) without a view of its own per test."""
+    app.config["PROBES"] = []
+
+    @app.get("/probe")
+    def probe() -> Any:
+        fn, result = app.config["PROBES"][-1]
+        result.append(fn())
+        return "ok"
+
+    return app
+
+
+def in_request(app: Flask, browser: Browser, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` inside a request of ``browser`` to ``app`` (see :func:`add_probe`);
+    its result."""
+    result: list[Any] = []
+    app.config["PROBES"].append((fn, result))
+    assert browser.client.get("/probe").status_code == 200
+    return result[0]
+
+
 def grant_of(app: Flask, client: FlaskClient, scope: str = "idx") -> Any:
     """The grant a test client's browser session is bound to for ``scope`` (or ``None``),
     read fresh from the grant store."""

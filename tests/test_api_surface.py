@@ -12,23 +12,14 @@ from flask import Flask
 from flask_spark import SparkAPIError, spark_api
 from flask_spark.testing import LISTINGS, Fault, SparkPlatform
 
-from .conftest import AppFactory, Browser
+from .conftest import AppFactory, Browser, add_probe, in_request
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
 
 @pytest.fixture
 def app(make_app: AppFactory) -> Flask:
-    app = make_app()
-    app.config["PROBES"] = []
-
-    @app.get("/probe")
-    def probe() -> Any:
-        fn, result = app.config["PROBES"][-1]
-        result.append(fn())
-        return "ok"
-
-    return app
+    return add_probe(make_app())
 
 
 @pytest.fixture
@@ -38,18 +29,10 @@ def browser(app: Flask, browser_for: Any) -> Browser:
     return browser
 
 
-def _in_request(app: Flask, browser: Browser, fn: Any) -> Any:
-    """Run ``fn`` inside a request of the signed-in browser; its result."""
-    result: list[Any] = []
-    app.config["PROBES"].append((fn, result))
-    assert browser.client.get("/probe").status_code == 200
-    return result[0]
-
-
 def test_answers_come_compressed_and_are_read_as_json(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
-    listings = _in_request(app, browser, lambda: spark_api.get("/listings", _limit=25))
+    listings = in_request(app, browser, lambda: spark_api.get("/listings", _limit=25))
     assert len(listings) == 25
     [call] = [r for r in spark_platform.requests_for("data") if r.path == "/v1/listings"]
     assert "gzip" in call.headers["Accept-Encoding"]
@@ -63,7 +46,7 @@ def test_a_query_too_long_for_a_url_goes_as_a_post_with_the_override(
     elsewhere = " And ".join(f"City Ne 'Town{n:04d}'" for n in range(400))
     spark_filter = f"{elsewhere} And City Eq 'Fargo'"
     assert len(spark_filter) > 8000  # longer than the simulator takes in a URL (414)
-    found = _in_request(
+    found = in_request(
         app, browser, lambda: spark_api.get("/listings", _filter=spark_filter, _limit=25)
     )
     fargo = [item for item in LISTINGS if item["StandardFields"]["City"] == "Fargo"]
@@ -77,7 +60,7 @@ def test_a_query_too_long_for_a_url_goes_as_a_post_with_the_override(
 def test_short_queries_stay_gets(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
-    _in_request(app, browser, lambda: spark_api.get("/listings", _filter="City Eq 'Fargo'"))
+    in_request(app, browser, lambda: spark_api.get("/listings", _filter="City Eq 'Fargo'"))
     [call] = [r for r in spark_platform.requests_for("data") if r.path == "/v1/listings"]
     assert call.method == "GET"
     assert "X-HTTP-Method-Override" not in call.headers
@@ -89,7 +72,7 @@ def test_every_answer_and_error_carries_its_request_id(
     spark_platform: SparkPlatform,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    response = _in_request(app, browser, lambda: spark_api.request("GET", "/system"))
+    response = in_request(app, browser, lambda: spark_api.request("GET", "/system"))
     [call] = [r for r in spark_platform.requests_for("data") if r.path == "/v1/system"]
     assert response.request_id == call.request_id
     assert call.request_id
@@ -102,7 +85,7 @@ def test_every_answer_and_error_carries_its_request_id(
             spark_api.get("/listings")
         return info.value
 
-    error = _in_request(app, browser, failing)
+    error = in_request(app, browser, failing)
     [failed] = [r for r in spark_platform.requests_for("data") if r.status == 409]
     assert error.request_id == failed.request_id
     assert failed.request_id in str(error)
@@ -121,18 +104,18 @@ def test_patch_and_count(app: Flask, browser: Browser, spark_platform: SparkPlat
         after = spark_api.count("/contacts")
         return before, after, spark_api.get(f"/contacts/{contact_id}")
 
-    before, after, [contact] = _in_request(app, browser, work)
+    before, after, [contact] = in_request(app, browser, work)
     assert after == before + 1
     assert contact["DisplayName"] == "Ann B. Buyer"
     assert [r.method for r in spark_platform.requests_for("data")].count("PATCH") == 1
-    total = _in_request(app, browser, lambda: spark_api.count("/listings"))
+    total = in_request(app, browser, lambda: spark_api.count("/listings"))
     assert total == len(LISTINGS)
 
 
 def test_listing_photos_come_with_expand_and_are_served(
     app: Flask, browser: Browser, spark_platform: SparkPlatform, http: Any
 ) -> None:
-    page = _in_request(app, browser, lambda: spark_api.get("/listings", _expand="Photos"))
+    page = in_request(app, browser, lambda: spark_api.get("/listings", _expand="Photos"))
     assert page
     for listing in page:
         found = listing["StandardFields"]["Photos"]
@@ -144,18 +127,18 @@ def test_listing_photos_come_with_expand_and_are_served(
     assert image.headers["Content-Type"] == "image/svg+xml"
     assert b'width="640"' in image.data
     assert http.request("GET", first["Uri640"].replace("/640", "/999")).status == 404
-    [one] = _in_request(
+    [one] = in_request(
         app, browser, lambda: spark_api.get(f"/listings/{page[0]['Id']}", _expand="Photos")
     )
     assert one["StandardFields"]["Photos"] == page[0]["StandardFields"]["Photos"]
-    plain = _in_request(app, browser, lambda: spark_api.get("/listings"))
+    plain = in_request(app, browser, lambda: spark_api.get("/listings"))
     assert "Photos" not in plain[0]["StandardFields"]
 
 
 def test_a_page_with_photos_travels_at_under_a_third_of_its_size(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
-    _in_request(app, browser, lambda: spark_api.get("/listings", _expand="Photos", _limit=25))
+    in_request(app, browser, lambda: spark_api.get("/listings", _expand="Photos", _limit=25))
     [call] = [r for r in spark_platform.requests_for("data") if r.path == "/v1/listings"]
     assert call.response_encoding == "gzip"
     assert call.response_bytes <= 0.3 * call.response_plain_bytes

@@ -13,23 +13,14 @@ from flask_spark import ConfigurationError, SparkAPIError, spark_api
 from flask_spark.config import DEFAULT_REPLICATION_URL, load_config
 from flask_spark.testing import LISTINGS, SparkPlatform
 
-from .conftest import AppFactory, Browser
+from .conftest import AppFactory, Browser, add_probe, in_request
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
 
 @pytest.fixture
 def app(make_app: AppFactory, spark_platform: SparkPlatform) -> Flask:
-    app = make_app(SPARK_REPLICATION_URL=spark_platform.replication_url)
-    app.config["PROBES"] = []
-
-    @app.get("/probe")
-    def probe() -> Any:
-        fn, result = app.config["PROBES"][-1]
-        result.append(fn())
-        return "ok"
-
-    return app
+    return add_probe(make_app(SPARK_REPLICATION_URL=spark_platform.replication_url))
 
 
 @pytest.fixture
@@ -39,13 +30,6 @@ def browser(app: Flask, browser_for: Any) -> Browser:
     return browser
 
 
-def _in_request(app: Flask, browser: Browser, fn: Any) -> Any:
-    result: list[Any] = []
-    app.config["PROBES"].append((fn, result))
-    assert browser.client.get("/probe").status_code == 200
-    return result[0]
-
-
 def _pages(platform: SparkPlatform) -> list[dict[str, str]]:
     return [r.query for r in platform.requests_for("data") if r.path.startswith("/replication/")]
 
@@ -53,7 +37,7 @@ def _pages(platform: SparkPlatform) -> list[dict[str, str]]:
 def test_every_listing_in_id_order_from_the_replication_host(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
-    ids = _in_request(app, browser, lambda: [r["Id"] for r in spark_api.replicate("/listings")])
+    ids = in_request(app, browser, lambda: [r["Id"] for r in spark_api.replicate("/listings")])
     assert ids == sorted(item["Id"] for item in LISTINGS)
     assert _pages(spark_platform) == [{"_limit": "1000"}]
 
@@ -67,7 +51,7 @@ def test_pages_of_a_thousand_with_skiptoken(
         run = spark_api.replicate("/listings")
         return [record["Id"] for record in run], run.calls
 
-    ids, calls = _in_request(app, browser, copy)
+    ids, calls = in_request(app, browser, copy)
     assert len(ids) == len(set(ids)) == 2500
     assert ids == sorted(ids)
     assert calls == 3
@@ -86,9 +70,9 @@ def test_a_copy_resumes_from_the_last_record_it_yielded(
         first = [record["Id"] for _, record in zip(range(1200), run, strict=False)]
         return first, run.skiptoken
 
-    first, token = _in_request(app, browser, interrupted)
+    first, token = in_request(app, browser, interrupted)
     assert token == first[-1]
-    rest = _in_request(
+    rest = in_request(
         app, browser, lambda: [r["Id"] for r in spark_api.replicate("/listings", _skiptoken=token)]
     )
     assert first + rest == sorted(set(first + rest))
@@ -105,11 +89,11 @@ def test_code_1021_on_the_normal_host_names_replication(
             spark_api.get("/listings")
         return info.value
 
-    error = _in_request(app, browser, normal)
+    error = in_request(app, browser, normal)
     assert error.code == 1021
     assert error.status == 403
     assert "replicate()" in str(error)
-    copied = _in_request(app, browser, lambda: len(list(spark_api.replicate("/listings"))))
+    copied = in_request(app, browser, lambda: len(list(spark_api.replicate("/listings"))))
     assert copied == len(LISTINGS)
 
 
