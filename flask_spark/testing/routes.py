@@ -148,11 +148,8 @@ def _finish(request: Request, response: Response) -> dict[str, Any]:
     if request.environ.get(STREAM_KEY) or response.is_streamed:
         return {"request_id": request_id}
     plain = response.get_data()
-    accepted = {
-        part.split(";")[0].strip().lower()
-        for part in request.headers.get("Accept-Encoding", "").split(",")
-    }
-    encoding = next((e for e in ("gzip", "deflate") if e in accepted), None)
+    # Werkzeug reads the header, q-values included (``gzip;q=0`` refuses gzip).
+    encoding = request.accept_encodings.best_match(["gzip", "deflate"])
     if encoding is None or len(plain) < _COMPRESS_FROM:
         return {
             "request_id": request_id,
