@@ -17,7 +17,7 @@ __all__ = ["FAULT_KINDS", "ROUTES", "Fault"]
 STREAM_KEY = "flask_spark.testing.stream"
 
 #: The routes a fault can target; ``"any"`` matches every request.
-ROUTES = frozenset({"authorize", "grant", "data", "revoke", "any"})
+ROUTES = frozenset({"authorize", "grant", "data", "revoke", "userinfo", "discovery", "any"})
 
 #: The kinds of fault.
 FAULT_KINDS = frozenset(
@@ -31,6 +31,7 @@ FAULT_KINDS = frozenset(
         "drop",
         "tamper",
         "trickle",
+        "id_token",
     }
 )
 
@@ -76,7 +77,10 @@ class Fault:
     the next request(s) of its ``route``; the instance itself is never changed, so one
     ``Fault`` can be added to several platforms or tests.
 
-    :param route: ``"authorize"``, ``"grant"``, ``"data"``, ``"revoke"`` or ``"any"``.
+    :param route: ``"authorize"`` (``/oauth2``, ``/auth/vow/<portal>``,
+        ``/openid/authorize``), ``"grant"`` (``/v1/oauth2/grant``, ``/openid/token``),
+        ``"data"``, ``"revoke"`` (also ``/openid/revoke``), ``"userinfo"``,
+        ``"discovery"`` (the discovery document and the JWKS) or ``"any"``.
     :param kind: what goes wrong:
 
         - ``"status"``: answer ``status`` (default 500) with a Spark error envelope; the
@@ -94,6 +98,11 @@ class Fault:
           "AT\\r\\nX-Injected: 1"}``); bytes it returns are sent as they are.
         - ``"trickle"``: send the normal answer ``chunk`` bytes at a time, ``delay``
           seconds apart (a platform that never quite stops answering).
+        - ``"id_token"``: ``/openid/token`` only; answer normally, but with an id_token
+          whose claims ``claims`` changes (``None`` removes one: ``{"iss":
+          "https://elsewhere.example"}``, ``{"nonce": None}``, ``{"exp": 0}``) and that
+          is signed as ``signing`` says: ``"valid"``, ``"bad_signature"`` (its ``kid``,
+          another key) or ``"unknown_kid"`` (a key the JWKS does not list).
     :param count: how many matching requests it applies to; ``None`` for every one until
         :meth:`SparkPlatform.reset`.
     :param status: the HTTP status for ``"status"`` and ``"rate_limit"``.
@@ -106,6 +115,8 @@ class Fault:
     :param tamper: for ``"tamper"``, the normal JSON answer (parsed) to the new body: JSON
         data, or bytes sent as they are.
     :param chunk: for ``"trickle"``, bytes sent at a time.
+    :param claims: for ``"id_token"``, the claims to change.
+    :param signing: for ``"id_token"``, how it is signed.
     """
 
     route: str
@@ -118,6 +129,8 @@ class Fault:
     code: int | None = None
     tamper: Callable[[Any], Any] | None = dataclasses.field(default=None, compare=False)
     chunk: int = 1
+    claims: dict[str, Any] | None = dataclasses.field(default=None, compare=False)
+    signing: str = "valid"
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -136,10 +149,14 @@ class Fault:
             raise ValueError("a tamper fault, and only one, takes a tamper function")
         if self.chunk < 1:
             raise ValueError("chunk must be at least 1")
+        if self.kind == "id_token" and self.route not in {"grant", "any"}:
+            raise ValueError("an id_token fault applies to the token endpoint only")
+        if self.signing not in {"valid", "bad_signature", "unknown_kid"}:
+            raise ValueError("signing must be 'valid', 'bad_signature' or 'unknown_kid'")
 
     def applies_to(self, route: str) -> bool:
         """Whether this fault targets a request of ``route``."""
-        if self.kind == "missing_fields" and route != "grant":
+        if self.kind in {"missing_fields", "id_token"} and route != "grant":
             return False
         return self.route in {"any", route}
 

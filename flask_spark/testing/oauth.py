@@ -44,6 +44,9 @@ class Code:
     portal: str | None
     issued_at: float
     used: bool = False
+    #: ``"oauth2"`` or ``"openid"``: which authorization endpoint issued it.
+    flow: str = "oauth2"
+    nonce: str | None = None
 
 
 @dataclasses.dataclass
@@ -59,6 +62,8 @@ class Grant:
     expires_at: float
     expired: bool = False
     contacts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: ``"oauth2"`` or ``"openid"``: the flow it was granted by (its token endpoint).
+    flow: str = "oauth2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,15 +114,31 @@ class GrantStore:
                 return value
 
     def issue_code(
-        self, client_id: str, redirect_uri: str, user_id: str, role: str, portal: str | None
+        self,
+        client_id: str,
+        redirect_uri: str,
+        user_id: str,
+        role: str,
+        portal: str | None,
+        *,
+        flow: str = "oauth2",
+        nonce: str | None = None,
     ) -> str:
         """A new authorization code."""
         code = self.new_secret()
-        self.codes[code] = Code(client_id, redirect_uri, user_id, role, portal, self.clock())
+        self.codes[code] = Code(
+            client_id, redirect_uri, user_id, role, portal, self.clock(), flow=flow, nonce=nonce
+        )
         return code
 
     def new_grant(
-        self, client_id: str, user_id: str, role: str, portal: str | None, lifetime: int
+        self,
+        client_id: str,
+        user_id: str,
+        role: str,
+        portal: str | None,
+        lifetime: int,
+        flow: str = "oauth2",
     ) -> dict[str, Any]:
         """A new grant; returns the token answer."""
         grant = Grant(
@@ -128,6 +149,7 @@ class GrantStore:
             access_token=self.new_secret(),
             refresh_token=self.new_secret(),
             expires_at=self.clock() + lifetime,
+            flow=flow,
         )
         self.contact_number += 2
         grant.contacts = data.seed_contacts(user_id, self.contact_number - 1)
@@ -188,10 +210,16 @@ class GrantStore:
         return grant
 
     def grant_request(
-        self, body: dict[str, Any], token_lifetime: int, code_lifetime: float
+        self,
+        body: dict[str, Any],
+        token_lifetime: int,
+        code_lifetime: float,
+        flow: str = "oauth2",
     ) -> tuple[int, dict[str, Any], str | None]:
-        """Answer a decoded ``POST /v1/oauth2/grant``: the status, the JSON answer and the
-        counter to add one to (``None`` for a request of no known grant type)."""
+        """Answer a decoded ``POST /v1/oauth2/grant`` (or, with ``flow="openid"``, a
+        ``POST /openid/token``): the status, the JSON answer and the counter to add one to
+        (``None`` for a request of no known grant type). A code or refresh token of the
+        other flow is an ``invalid_grant``."""
         grant_type = body.get("grant_type")
         if not isinstance(grant_type, str) or not grant_type:
             return (*_error(400, "invalid_request", "Parameter grant_type is required"), None)
@@ -199,7 +227,7 @@ class GrantStore:
             description = f"Unsupported grant_type: {grant_type[:40]}"
             return (*_error(400, "unsupported_grant_type", description), None)
         exchange = grant_type == "authorization_code"
-        status, answer = self._checked(exchange, body, token_lifetime, code_lifetime)
+        status, answer = self._checked(exchange, body, token_lifetime, code_lifetime, flow)
         if status == 200:
             counter = "code_exchanges" if exchange else "refreshes"
         else:
@@ -207,7 +235,12 @@ class GrantStore:
         return status, answer, counter
 
     def _checked(
-        self, exchange: bool, body: dict[str, Any], token_lifetime: int, code_lifetime: float
+        self,
+        exchange: bool,
+        body: dict[str, Any],
+        token_lifetime: int,
+        code_lifetime: float,
+        flow: str,
     ) -> tuple[int, dict[str, Any]]:
         for name in ("client_id", "client_secret", "redirect_uri", "code", "refresh_token"):
             if name in body and not isinstance(body[name], str):
@@ -228,17 +261,18 @@ class GrantStore:
                 or code.used
                 or code.client_id != client.client_id
                 or code.redirect_uri != redirect_uri
+                or code.flow != flow
                 or self.clock() >= code.issued_at + code_lifetime
             ):
                 return _error(400, "invalid_grant", INVALID_GRANT)
             code.used = True
             return 200, self.new_grant(
-                client.client_id, code.user_id, code.role, code.portal, token_lifetime
+                client.client_id, code.user_id, code.role, code.portal, token_lifetime, flow
             )
         if not body.get("refresh_token"):
             return _error(400, "invalid_request", "Parameter refresh_token is required")
         grant = self.by_refresh.get(body["refresh_token"])
-        if grant is None or grant.client_id != client.client_id:
+        if grant is None or grant.client_id != client.client_id or grant.flow != flow:
             return _error(400, "invalid_grant", INVALID_GRANT)
         if redirect_uri and redirect_uri not in client.redirect_uris:
             return _error(400, "invalid_grant", MISMATCH)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hmac
 import math
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import data
 from .faults import Fault
 from .oauth import Client, Grant, GrantInfo, GrantStore
+from .openid import OpenIDProvider, profile_claims
 from .records import STAT_NAMES, RecordedRequest, Stats
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class _Settings:
     superseded_token_code: int
     replication_records: int
     replication_only: bool
+    openid_claims_in_id_token: bool
 
 
 class SparkPlatform:
@@ -73,6 +76,9 @@ class SparkPlatform:
         (:attr:`replication_url`) holds: the data set's own, then made-up ones.
     :param replication_only: the key may only use the replication host: data calls to the
         normal API answer 403 with code 1021.
+    :param openid_claims_in_id_token: OpenID Connect id_tokens carry the standard claims
+        (``name``, ``email``...); when false only ``sub`` and the protocol's own claims, so
+        a client has to ask the userinfo endpoint.
     :param clock: the platform's clock for code and token expiry and the rate limiter;
         ``time.time`` by default, injectable to test expiry without sleeping.
     """
@@ -94,6 +100,7 @@ class SparkPlatform:
         superseded_token_code: int = 1020,
         replication_records: int | None = None,
         replication_only: bool = False,
+        openid_claims_in_id_token: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         from .routes import Router
@@ -116,6 +123,7 @@ class SparkPlatform:
                 len(data.LISTINGS) if replication_records is None else replication_records
             ),
             replication_only=replication_only,
+            openid_claims_in_id_token=openid_claims_in_id_token,
         )
         self._validate(self._initial)
         self._lock = threading.RLock()
@@ -130,6 +138,7 @@ class SparkPlatform:
         self._windows: dict[str, deque[float]] = {}
         self._url: str | None = None
         self._ca_file: str | None = None
+        self._openid_provider: OpenIDProvider | None = None  # its keys are made on first use
         self._router = Router(self)
         self.reset()
 
@@ -306,6 +315,41 @@ class SparkPlatform:
     def replication_only(self, value: bool) -> None:
         self._set(replication_only=bool(value))
 
+    @property
+    def openid_claims_in_id_token(self) -> bool:
+        """Whether id_tokens carry the standard claims (else only the userinfo endpoint)."""
+        return bool(self._setting("openid_claims_in_id_token"))
+
+    @openid_claims_in_id_token.setter
+    def openid_claims_in_id_token(self, value: bool) -> None:
+        self._set(openid_claims_in_id_token=bool(value))
+
+    # -- OpenID Connect ---------------------------------------------------------------
+
+    @property
+    def _openid(self) -> OpenIDProvider:
+        with self._lock:
+            if self._openid_provider is None:
+                self._openid_provider = OpenIDProvider(self.clock)
+            return self._openid_provider
+
+    @property
+    def openid_configuration_url(self) -> str:
+        """The discovery document's URL (``<platform>/.well-known/openid-configuration``)."""
+        return f"{self.platform_url}/.well-known/openid-configuration"
+
+    @property
+    def signing_kid(self) -> str:
+        """The ``kid`` of the key id_tokens are signed with now."""
+        return self._openid.signing_kid
+
+    def rotate_signing_key(self, *, keep_old: bool = True) -> str:
+        """Sign id_tokens with a new key from now on, as a platform rotating its keys
+        does; the JWKS lists the new key, and the old ones too unless ``keep_old`` is
+        false. Returns the new ``kid``."""
+        with self._lock:
+            return self._openid.rotate(keep_old=keep_old)
+
     # -- control ----------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -321,6 +365,7 @@ class SparkPlatform:
             self._requests = []
             self._faults = []
             self._windows = {}
+            self._openid_provider = None
 
     def register_client(
         self, client_id: str, client_secret: str, redirect_uris: Iterable[str]
@@ -520,11 +565,21 @@ class SparkPlatform:
             return any(uri in c.redirect_uris for c in self._store.clients.values())
 
     def _issue_code(
-        self, client_id: str, redirect_uri: str, user_id: str, role: str, portal: str | None
+        self,
+        client_id: str,
+        redirect_uri: str,
+        user_id: str,
+        role: str,
+        portal: str | None,
+        *,
+        flow: str = "oauth2",
+        nonce: str | None = None,
     ) -> str:
         with self._lock:
             self._counters["authorizations"] += 1
-            return self._store.issue_code(client_id, redirect_uri, user_id, role, portal)
+            return self._store.issue_code(
+                client_id, redirect_uri, user_id, role, portal, flow=flow, nonce=nonce
+            )
 
     def _grant_request(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -535,6 +590,65 @@ class SparkPlatform:
             if counter is not None:
                 self._counters[counter] += 1
             return status, answer
+
+    def _openid_token_request(
+        self, body: dict[str, Any], changes: dict[str, Any] | None, signing: str
+    ) -> tuple[int, dict[str, Any]]:
+        """``POST /openid/token`` (``body`` holds the client's credentials, however it sent
+        them): the grant's answer with a ``token_type`` and a fresh ``id_token``."""
+        with self._lock:
+            settings = self._settings
+            status, answer, counter = self._store.grant_request(
+                body, settings.token_lifetime, settings.code_lifetime, flow="openid"
+            )
+            if counter is not None:
+                self._counters[counter] += 1
+            if status != 200:
+                return status, answer
+            grant = self._store.by_access[answer["access_token"]]
+            nonce = None
+            if body.get("grant_type") == "authorization_code":
+                nonce = self._store.codes[body["code"]].nonce
+            profile = None
+            if settings.openid_claims_in_id_token:
+                profile = profile_claims(data.account(grant.user_id))
+            answer["token_type"] = "Bearer"  # noqa: S105 - a token type, not a secret
+            answer["scope"] = "openid profile email"
+            answer["id_token"] = self._openid.id_token(
+                issuer=self.platform_url,
+                client_id=grant.client_id,
+                subject=grant.user_id,
+                access_token=grant.access_token,
+                nonce=nonce,
+                profile=profile,
+                changes=changes,
+                signing=signing,
+            )
+            return status, answer
+
+    def _userinfo(self, access_token: str | None) -> dict[str, Any] | None:
+        """The standard claims of a live, unexpired OpenID access token's account."""
+        with self._lock:
+            grant = self._store.authenticate(access_token, 1000)
+            if isinstance(grant, int) or grant.flow != "openid":
+                return None
+            return {"sub": grant.user_id, **profile_claims(data.account(grant.user_id))}
+
+    def _openid_revoke(self, client_id: str, client_secret: str, token: str) -> bool | None:
+        """RFC 7009: revoke the grant of an access or refresh token of the client; ``None``
+        when the client did not authenticate, else whether there was such a grant."""
+        with self._lock:
+            client = self._store.clients.get(client_id)
+            if client is None or not hmac.compare_digest(
+                client_secret.encode(), client.client_secret.encode()
+            ):
+                return None
+            grant = self._store.by_access.get(token) or self._store.by_refresh.get(token)
+            if grant is None or grant.client_id != client_id:
+                return False
+            self._store.drop(grant)
+            self._counters["revocations"] += 1
+            return True
 
     def _authenticate(self, access_token: str | None) -> Grant | int:
         with self._lock:
@@ -561,6 +675,7 @@ class SparkPlatform:
             while times and times[0] <= now - window:
                 times.popleft()
             if len(times) >= limit:
+                self._counters["rate_limited"] += 1
                 return max(1, math.ceil(times[0] + window - now))
             times.append(now)
             return None

@@ -65,6 +65,8 @@ class Stats:
         endpoints, whatever the outcome.
     :ivar revocations: successful ``DELETE /v1/oauth2/token/<token>``.
     :ivar grant_calls: every ``POST /v1/oauth2/grant``, whatever the outcome (faults too).
+    :ivar rate_limited: data calls the rate limiter answered with code 1550 (not counting
+        faults set with ``rate_limit_next``).
     """
 
     authorizations: int = 0
@@ -76,6 +78,7 @@ class Stats:
     data_calls: int = 0
     revocations: int = 0
     grant_calls: int = 0
+    rate_limited: int = 0
 
 
 STAT_NAMES: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Stats))
@@ -100,6 +103,7 @@ class RecordedRequest:
         or ``None`` when it went uncompressed.
     :ivar response_bytes: the answer's body as sent on the wire.
     :ivar response_plain_bytes: the same body before compression.
+    :ivar received_at: when it arrived, by the platform's clock.
     """
 
     method: str
@@ -115,3 +119,4 @@ class RecordedRequest:
     response_encoding: str | None = None
     response_bytes: int = 0
     response_plain_bytes: int = 0
+    received_at: float = 0.0

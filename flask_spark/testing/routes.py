@@ -47,6 +47,8 @@ MAX_URL_LENGTH = 8000
 #: Answers shorter than this go uncompressed.
 _COMPRESS_FROM = 512
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: The WSGI environ key of an ``"id_token"`` fault for the token endpoint's answer.
+_ID_TOKEN_FAULT = "flask_spark.testing.id_token_fault"  # noqa: S105 - an environ key
 
 _URL_MAP = Map(
     [
@@ -54,6 +56,12 @@ _URL_MAP = Map(
         Rule("/oauth2", endpoint="authorize", methods=["GET", "POST"]),
         Rule("/auth/vow/<portal>", endpoint="authorize", methods=["GET", "POST"]),
         Rule("/v1/oauth2/grant", endpoint="grant", methods=["POST"]),
+        Rule("/.well-known/openid-configuration", endpoint="discovery", methods=["GET"]),
+        Rule("/openid/jwks", endpoint="jwks", methods=["GET"]),
+        Rule("/openid/authorize", endpoint="openid_authorize", methods=["GET", "POST"]),
+        Rule("/openid/token", endpoint="openid_token", methods=["POST"]),
+        Rule("/openid/userinfo", endpoint="userinfo", methods=["GET", "POST"]),
+        Rule("/openid/revoke", endpoint="openid_revoke", methods=["POST"]),
         Rule("/v1/oauth2/token/<token>", endpoint="revoke", methods=["DELETE"]),
         Rule("/v1/my/account", endpoint="my_account", methods=["GET"]),
         Rule("/v1/system", endpoint="system", methods=["GET"]),
@@ -74,14 +82,35 @@ _URL_MAP = Map(
 )
 
 
+#: Endpoints that take no access token (nor the user agent header).
+_UNAUTHENTICATED = frozenset(
+    {
+        "index",
+        "authorize",
+        "grant",
+        "photo",
+        "discovery",
+        "jwks",
+        "openid_authorize",
+        "openid_token",
+        "userinfo",
+        "openid_revoke",
+    }
+)
+
+
 def route_of(path: str) -> str:
     """The route name of a path, as faults and :class:`RecordedRequest` use it."""
-    if path == "/oauth2" or path.startswith("/auth/vow/"):
+    if path in {"/oauth2", "/openid/authorize"} or path.startswith("/auth/vow/"):
         return "authorize"
-    if path == "/v1/oauth2/grant":
+    if path in {"/v1/oauth2/grant", "/openid/token"}:
         return "grant"
-    if path.startswith("/v1/oauth2/token/"):
+    if path.startswith("/v1/oauth2/token/") or path == "/openid/revoke":
         return "revoke"
+    if path == "/openid/userinfo":
+        return "userinfo"
+    if path in {"/.well-known/openid-configuration", "/openid/jwks"}:
+        return "discovery"
     if path.startswith(("/v1/", "/replication/v1/")):
         return "data"
     return "other"
@@ -180,6 +209,7 @@ class Router:
         route = route_of(request.path)
         status = 0
         sent: dict[str, Any] = {}
+        received_at = self.platform.clock()
         self.platform._started()
         try:
             response = self._serve(request, route)
@@ -195,7 +225,7 @@ class Router:
             response = envelope_error(500, 1026)
             status = 500
         finally:
-            self._record(request, route, status, sent)
+            self._record(request, route, status, {**sent, "received_at": received_at})
         if response is None:  # dropped: werkzeug's write fails on the shut socket
             response = Response(b"", 500)
         return response(environ, start_response)
@@ -249,6 +279,8 @@ class Router:
                 return None
             if fault.kind == "delay":
                 time.sleep(fault.delay)
+            elif fault.kind == "id_token":
+                request.environ[_ID_TOKEN_FAULT] = fault
             elif fault.kind in {"tamper", "trickle"}:
                 if fault.kind == "trickle":
                     request.environ[STREAM_KEY] = True
@@ -274,7 +306,7 @@ class Router:
         except HTTPException:
             return envelope_error(404, 404)
         handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
-        if endpoint in {"index", "authorize", "grant", "photo"}:
+        if endpoint in _UNAUTHENTICATED:
             return handler(request, **args)
         if not request.headers.get("X-SparkApi-User-Agent", "").strip():
             return envelope_error(400, 1016)
@@ -313,7 +345,12 @@ class Router:
             "/auth/vow/<portal>; API: /v1/.",
         )
 
-    def _authorize(self, request: Request, portal: str | None = None) -> Response:
+    def _openid_authorize(self, request: Request) -> Response:
+        return self._authorize(request, flow="openid")
+
+    def _authorize(
+        self, request: Request, portal: str | None = None, flow: str = "oauth2"
+    ) -> Response:
         platform = self.platform
         params = request.form if request.method == "POST" else request.args
         client_id = params.get("client_id", "")
@@ -342,6 +379,15 @@ class Router:
                     "state": state,
                 },
             )
+        if flow == "openid" and "openid" not in params.get("scope", "").split():
+            return _redirect(
+                redirect_uri,
+                {
+                    "error": "invalid_scope",
+                    "error_description": "The scope must include openid",
+                    "state": state,
+                },
+            )
         role = "vow" if portal is not None else "idx"
         decision = request.form.get("decision") if request.method == "POST" else None
         if platform.force_deny or decision == "deny":
@@ -359,13 +405,21 @@ class Router:
             user_id = request.form.get("user") or accounts[0]["Id"]
             if user_id not in {a["Id"] for a in accounts}:
                 return error_page(400, "invalid_request", "Unknown user")
-            code = platform._issue_code(client_id, redirect_uri, user_id, role, portal)
+            code = platform._issue_code(
+                client_id,
+                redirect_uri,
+                user_id,
+                role,
+                portal,
+                flow=flow,
+                nonce=params.get("nonce"),
+            )
             return _redirect(redirect_uri, {"code": code, "state": state})
         if request.method == "POST":
             return error_page(400, "invalid_request", "Choose Approve or Deny")
         hidden = {
             name: params[name]
-            for name in ("response_type", "client_id", "redirect_uri", "state")
+            for name in ("response_type", "client_id", "redirect_uri", "state", "scope", "nonce")
             if name in params
         }
         return consent_page(request.path, hidden, client_id, portal, accounts)
@@ -391,6 +445,71 @@ class Router:
         if not self.platform._revoke(token):
             return envelope_error(401, 1000)
         return json_response(200, {"D": {"Success": True}})
+
+    # -- OpenID Connect ---------------------------------------------------------------
+
+    def _discovery(self, request: Request) -> Response:
+        return json_response(200, self.platform._openid.discovery(self.platform.platform_url))
+
+    def _jwks(self, request: Request) -> Response:
+        return json_response(200, self.platform._openid.jwks())
+
+    @staticmethod
+    def _client_credentials(request: Request) -> tuple[str, str]:
+        """The client's id and secret, from ``client_secret_basic`` or the form
+        (``client_secret_post``)."""
+        auth = request.authorization
+        if auth is not None and auth.type == "basic":
+            return auth.username or "", auth.password or ""
+        return request.form.get("client_id", ""), request.form.get("client_secret", "")
+
+    def _openid_token(self, request: Request) -> Response:
+        if request.mimetype != "application/x-www-form-urlencoded":
+            return json_response(
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "The request body must be form-encoded",
+                },
+                headers=_NO_STORE,
+            )
+        client_id, client_secret = self._client_credentials(request)
+        body: dict[str, Any] = {
+            k: v
+            for k, v in request.form.items()
+            if k in {"grant_type", "code", "redirect_uri", "refresh_token"}
+        }
+        body.update(client_id=client_id, client_secret=client_secret)
+        fault = request.environ.get(_ID_TOKEN_FAULT)
+        status, answer = self.platform._openid_token_request(
+            body,
+            None if fault is None else fault.claims,
+            "valid" if fault is None else fault.signing,
+        )
+        return json_response(status, answer, headers=_NO_STORE)
+
+    def _userinfo(self, request: Request) -> Response:
+        claims = self.platform._userinfo(_auth(request)[1])
+        if claims is None:
+            return json_response(
+                401,
+                {"error": "invalid_token", "error_description": "The access token is invalid"},
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return json_response(200, claims, headers=_NO_STORE)
+
+    def _openid_revoke(self, request: Request) -> Response:
+        client_id, client_secret = self._client_credentials(request)
+        revoked = self.platform._openid_revoke(
+            client_id, client_secret, request.form.get("token", "")
+        )
+        if revoked is None:
+            return json_response(
+                401,
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+            )
+        # RFC 7009: 200 whether or not the token was live.
+        return Response(b"", 200)
 
     # -- data -------------------------------------------------------------------------
 
