@@ -47,6 +47,8 @@ from flask_spark import Spark, spark_api  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 USER_AGENT = "Flask-Spark benchmark"
+#: A rate budget that counts every call but never holds one back.
+UNREACHED_LIMIT = 10**9
 
 
 # -- the simulator, in a process of its own ----------------------------------------------
@@ -87,6 +89,18 @@ class SimulatorControl:
 
     def set_replication_records(self, count: int) -> None:
         self.platform.replication_records = count
+
+    def served_between(self, start: float, end: float) -> int:
+        """Data calls answered 200 that arrived between ``start`` and ``end`` (Unix time)."""
+        return sum(
+            1
+            for r in self.platform.requests_for("data")
+            if r.status == 200 and start <= r.received_at < end
+        )
+
+    def set_rate_limit(self, limit: int | None, window: float) -> None:
+        self.platform.rate_limit = limit
+        self.platform.rate_window = window
 
     def stop(self) -> None:
         self.server.stop()
@@ -376,9 +390,13 @@ def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> Non
     postgres = _postgres_url()
     if postgres is not None:
         stores["PostgreSQL"] = postgres
+    stores["Redis, no rate budget"] = None
     apps: dict[str, tuple[Flask, FlaskClient]] = {}
     for name, url in stores.items():
-        app, shared = build_app(control, redis_server.url, url)
+        # The rate budget as by default (counted before each call), with a limit these
+        # thousands of calls never reach; one app without it, to show what it costs.
+        limit = None if "no rate budget" in name else UNREACHED_LIMIT
+        app, shared = build_app(control, redis_server.url, url, SPARK_RATE_LIMIT=limit)
         client = app.test_client()
         sign_in(client, ca_file)
         shared["access_token"] = _grant_token(app, client)  # for the raw and Authlib views
@@ -447,6 +465,7 @@ def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> Non
     replication(control, redis_server, ca_file, records=10_000)
 
     gunicorn_storm(control, redis_server, grant_ms / 1e3)
+    rate_budget(control, redis_server)
 
     [owner] = store.keys("spark:g:*")
     # SAMPLES 0: every field counted (Redis estimates a large hash from 5 by default).
@@ -580,6 +599,102 @@ def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: flo
     print(f"  {'p99 right after expiry':<40}{expired_p99:>9.2f} ms")
     print(f"  {'budget: fresh p99 + refresh + 20 ms':<40}{budget:>9.2f} ms")
     print(f"  {'refreshes at the platform':<40}{refreshes:>9}/5")
+
+
+def rate_budget(
+    control: Any,
+    redis_server: RedisServer,
+    limit: int = 200,
+    window: float = 10.0,
+    seconds: float = 60.0,
+) -> None:
+    """3 gunicorn workers x 8 threads (grants in Redis) offered twice the simulator's rate
+    limit for 60 s, each request one API call: with the shared rate budget and without."""
+    from tests.gunicorn_server import GunicornServer
+    from tests.http_browser import CookieBrowser
+
+    rate = 2 * limit / window
+    control.set_rate_limit(limit, window)
+    client_id, client_secret = control.client()
+    rows = []
+    for label, budget in (("without the budget", None), ("with the shared budget", limit)):
+        env = {
+            "FLASK_SECRET_KEY": "bench",
+            "FLASK_SPARK_CLIENT_ID": client_id,
+            "FLASK_SPARK_CLIENT_SECRET": client_secret,
+            "FLASK_SPARK_PLATFORM_URL": control.url(),
+            "FLASK_SPARK_API_URL": control.url(),
+            "FLASK_SPARK_CA_CERTS": control.ca_file(),
+            "FLASK_SPARK_USER_AGENT": USER_AGENT,
+            "FLASK_SPARK_RATE_LIMIT": json.dumps(budget),
+            "FLASK_SPARK_RATE_WINDOW": json.dumps(window),
+            "PORTAL_REDIS_URL": redis_server.url,
+        }
+        server = GunicornServer(env, workers=3, threads=8)
+        control.register_redirect_uri(f"{server.url}/callback")
+        time.sleep(window + 1)  # the platform's window empties of earlier calls
+        server.start()
+        try:
+            http = urllib3.PoolManager(ca_certs=control.ca_file(), maxsize=256, retries=False)
+            browser = CookieBrowser(http)
+            browser.sign_in(server.url)
+            before = control.stats()
+            started = time.time()
+            statuses = offered_load(
+                http,
+                f"{server.url}/account",
+                {"Cookie": f"session={browser.cookie}"},
+                rate,
+                seconds,
+            )
+            after = control.stats()
+            http.clear()
+        finally:
+            server.stop()
+        # What the platform served while the load was offered (requests still queued
+        # in gunicorn afterwards are answered later, and not counted here).
+        served = control.served_between(started, started + seconds)
+        refused = after["rate_limited"] - before["rate_limited"]
+        rows.append(
+            (label, len(statuses), statuses.count(200), statuses.count(503), refused, served)
+        )
+    control.set_rate_limit(None, 300.0)
+    allowed = limit / window
+    print(
+        f"\nRate limit on gunicorn (3 workers x 8 threads, {rate:.0f} requests/s offered for "
+        f"{seconds:.0f} s against a limit of {limit} per {window:.0f} s = {allowed:.0f}/s)"
+    )
+    print(
+        f"  {'':<24}{'sent':>6}{'200':>6}{'503':>6}{'429s at the platform':>22}"
+        f"{'platform served/s':>19}"
+    )
+    for label, sent, ok, failed, refused, served in rows:
+        per_second = served / seconds
+        print(
+            f"  {label:<24}{sent:>6}{ok:>6}{failed:>6}{refused:>22}"
+            f"{per_second:>10.1f} ({per_second / allowed:.0%})"
+        )
+
+
+def offered_load(
+    http: urllib3.PoolManager, url: str, headers: dict[str, str], rate: float, seconds: float
+) -> list[int]:
+    """Requests started at ``rate`` a second for ``seconds`` whatever the answers take
+    (an open loop, as visitors arrive); the status of each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def get() -> int:
+        return int(http.request("GET", url, headers=headers, redirect=False).status)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=256) as pool:
+        futures = []
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(get))
+        return [future.result() for future in futures]
 
 
 def timed_burst(

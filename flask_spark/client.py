@@ -23,6 +23,7 @@ from .errors import (
     SparkAPIError,
     StoreUnavailable,
 )
+from .rate_budget import RateBudget
 from .signals import token_refreshed
 from .stores.base import Grant
 from .token_format import authorization
@@ -175,8 +176,10 @@ class SparkClient:
         transport: Transport,
         tokens: TokenManager,
         loader: GrantLoader,
+        budget: RateBudget | None = None,
     ) -> None:
         self._app = app
+        self._budget = budget
         self._config = config
         self._transport = transport
         self._tokens = tokens
@@ -430,6 +433,8 @@ class SparkClient:
             headers["Content-Type"] = "application/json"
         attempts = 1 + (self._config.retries if method in _IDEMPOTENT else 0)
         for attempt in range(attempts):
+            if self._budget is not None:
+                self._budget.spend()
             reply = self._transport.request(wire, url, headers=headers, body=body)
             if attempt + 1 == attempts or not self._retryable(reply):
                 return reply

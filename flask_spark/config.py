@@ -14,6 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .rate_budget import PUBLISHED_LIMITS, PUBLISHED_WINDOW
 from .token_format import is_token
 
 Role = Literal["idx", "vow", "private"]
@@ -79,6 +80,9 @@ class SparkConfig:
     max_url_length: int
     token_cache_seconds: float
     refresh_lease_seconds: float
+    #: Calls the shared rate budget allows per :attr:`rate_window`; ``None``: no budget.
+    rate_limit: int | None
+    rate_window: float
     access_token: str | None = field(repr=False)
     refresh_token: str | None = field(repr=False)
     one_portal_per_session: bool
@@ -278,6 +282,8 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         refresh_lease_seconds=_number(
             config, "SPARK_REFRESH_LEASE_SECONDS", timeout * 2 + REFRESH_LEASE_MARGIN, 0.1
         ),
+        rate_limit=_rate_limit(config, role),
+        rate_window=_number(config, "SPARK_RATE_WINDOW", PUBLISHED_WINDOW, 1),
         access_token=access_token,
         refresh_token=refresh_token,
         one_portal_per_session=_bool(config, "SPARK_ONE_PORTAL_PER_SESSION", False),
@@ -285,6 +291,16 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         grant_store=_grant_store(config),
         token_keys=_token_keys(config),
     )
+
+
+def _rate_limit(config: Mapping[str, Any], role: Role) -> int | None:
+    """``SPARK_RATE_LIMIT``: calls per window, ``None`` for no budget; unset, the
+    platform's published limit for the role."""
+    if "SPARK_RATE_LIMIT" not in config:
+        return PUBLISHED_LIMITS[role]
+    if config["SPARK_RATE_LIMIT"] is None:
+        return None
+    return _int(config, "SPARK_RATE_LIMIT", 0, 1)
 
 
 #: The shortest secret accepted in ``SPARK_TOKEN_KEYS``.

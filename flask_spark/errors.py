@@ -85,9 +85,12 @@ class SparkAPIError(SparkError):
 
 
 class RateLimited(SparkAPIError):
-    """Over the key's rate limit (Spark code 1550, HTTP 429 or the older 503).
+    """Over the key's rate limit: the platform answered code 1550 (HTTP 429, or the older
+    503), or the app's shared rate budget had no room and the call was never sent.
 
-    :param retry_after: seconds the platform asked to wait, if it said.
+    :param retry_after: seconds to wait before there is room, if known.
+    :param from_budget: ``True`` when the shared rate budget refused the call (then
+        ``status`` is 429, ``code`` is ``None`` and nothing reached the platform).
     """
 
     def __init__(
@@ -98,9 +101,12 @@ class RateLimited(SparkAPIError):
         details: dict[str, Any] | None = None,
         retry_after: float | None = None,
         request_id: str | None = None,
+        *,
+        from_budget: bool = False,
     ) -> None:
         super().__init__(status, code, message, details, request_id)
         self.retry_after = retry_after
+        self.from_budget = from_budget
 
 
 class GrantError(SparkError):
@@ -121,6 +127,19 @@ class GrantError(SparkError):
     def ends_grant(self) -> bool:
         """Whether this answer means the tokens are dead for good."""
         return self.error in {"invalid_grant", "invalid_client"}
+
+
+class IdTokenRejected(SparkError):
+    """An OpenID Connect id_token failed a check at sign-in; nothing was stored.
+
+    :param reason: which check: ``"missing"``, ``"malformed"``, ``"signature"``,
+        ``"unknown_key"``, ``"issuer"``, ``"audience"``, ``"subject"``, ``"nonce"``,
+        ``"expired"``, ``"issued_at"`` or ``"at_hash"``. Never the token itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"The id_token failed its {reason} check")
 
 
 class PlatformUnavailable(SparkError):

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .grant import GrantClient
 from .pages import unauthorized, unavailable
+from .rate_budget import RateBudget
 from .sealing import SealedStore, Sealer
 from .sessions import guard_session_interface, require_session_store, session_bindings
 from .stores import GrantStore, store_from_url
@@ -61,6 +62,8 @@ class SparkState:
     grants: GrantClient
     tokens: TokenManager
     session_ttl: int
+    #: The app key's shared rate budget; ``None`` with ``SPARK_RATE_LIMIT = None``.
+    budget: RateBudget | None = None
 
     def __repr__(self) -> str:
         return f"<SparkState client_id={self.config.client_id!r} store={self.tokens.store!r}>"
@@ -157,7 +160,16 @@ class Spark:
         transport = Transport(
             config.timeout, config.ca_certs, config.pool_size, config.max_response_bytes
         )
-        grants = GrantClient(config, transport)
+        budget = None
+        if config.rate_limit is not None:
+            budget = RateBudget(
+                store,
+                config.client_id,
+                config.rate_limit,
+                config.rate_window,
+                config.max_retry_wait,
+            )
+        grants = GrantClient(config, transport, budget)
         app.extensions["spark"] = SparkState(
             extension=self,
             config=config,
@@ -165,6 +177,7 @@ class Spark:
             grants=grants,
             tokens=TokenManager(config, store, grants),
             session_ttl=max(1, int(app.permanent_session_lifetime.total_seconds())),
+            budget=budget,
         )
         guard_session_interface(app, _session_retired)
         from .views import make_blueprint
@@ -389,6 +402,7 @@ def _client(state: SparkState, loader: Callable[[], tuple[Grant | None, bool]]) 
         state.transport,
         state.tokens,
         loader,
+        state.budget,
     )
 
 

@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 
 from .config import SparkConfig
 from .errors import GrantError, PlatformUnavailable
+from .rate_budget import RateBudget
 from .stores.base import Tokens
 from .token_format import authorization, is_token
 from .transport import Transport
@@ -67,9 +68,12 @@ def _clean_text(value: Any, limit: int = _MAX_DESCRIPTION) -> str:
 class GrantClient:
     """Talks to the grant and revocation endpoints for one app's key."""
 
-    def __init__(self, config: SparkConfig, transport: Transport) -> None:
+    def __init__(
+        self, config: SparkConfig, transport: Transport, budget: RateBudget | None = None
+    ) -> None:
         self.config = config
         self.transport = transport
+        self.budget = budget
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -79,9 +83,16 @@ class GrantClient:
     def exchange_code(self, code: str, redirect_uri: str) -> Tokens:
         """Trade an authorization code for tokens. Never retried: a code is single-use.
 
+        First it counts, in the shared rate budget, the ``/my/account`` call that follows
+        every exchange (:meth:`account`), so that a sign-in never starts without room for
+        it.
+
+        :raises RateLimited: the rate budget has no room; the code was not sent.
         :raises GrantError: the platform refused the code.
         :raises PlatformUnavailable: timeout, 5xx, or an answer that is not a token.
         """
+        if self.budget is not None:
+            self.budget.spend()
         return self._post(
             {
                 "client_id": self.config.client_id,
@@ -114,6 +125,7 @@ class GrantClient:
 
     def account(self, access_token: str) -> dict[str, Any]:
         """The ``/my/account`` record of the grant behind ``access_token``: whose it is.
+        (Counted in the rate budget by :meth:`exchange_code`.)
 
         :raises PlatformUnavailable: the API did not answer with an account that has an
             ``Id``.

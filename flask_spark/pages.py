@@ -63,6 +63,13 @@ REASONS: dict[str, tuple[str, str]] = {
         "Sign-in did not finish",
         "Flexmls could not be reached. Please try again in a moment.",
     ),
+    "busy": (
+        "Sign-in did not finish",
+        (
+            "This site is making as many requests to Flexmls as it may right now. "
+            "Please try again in a minute."
+        ),
+    ),
 }
 
 
@@ -130,7 +137,12 @@ def unavailable(error: SparkError) -> Response:
     if isinstance(error, RateLimited | PlatformUnavailable):
         retry_after = error.retry_after
     seconds = max(1, math.ceil(retry_after)) if retry_after is not None else 30
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited) and error.from_budget:
+        message = (
+            "This site is making as many requests to Flexmls as it may right now. "
+            "Please try again shortly."
+        )
+    elif isinstance(error, RateLimited):
         message = "Flexmls asked us to slow down. Please try again shortly."
     elif isinstance(error, StoreUnavailable):
         message = "Sign-in storage is unavailable right now. Please try again shortly."

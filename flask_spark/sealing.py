@@ -199,7 +199,11 @@ class SealedStore:
         if stored is None:
             # The stale token is gone: only "already holds these tokens" can hold.
             current = self.get(key)
-            return current is not None and current.access_token == grant.access_token
+            if current is None or current.access_token != grant.access_token:
+                return False
+            if grant.lease_holder is not None:
+                self.inner.release_lease(key, grant.lease_holder)
+            return True
         return self.inner.finish_refresh(key, stored, sealed)
 
     def release_lease(self, key: GrantKey, holder: str) -> None:
@@ -244,6 +248,9 @@ class SealedStore:
 
     def marked(self, name: str, now: float) -> bool:
         return self.inner.marked(name, now)
+
+    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+        return self.inner.spend(bucket, limit, window, now)
 
     def close(self) -> None:
         self.inner.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 import time
@@ -13,7 +14,7 @@ from flask import Blueprint, current_app, has_request_context, redirect, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .errors import GrantError, PlatformUnavailable, StoreUnavailable
+from .errors import GrantError, PlatformUnavailable, RateLimited, StoreUnavailable
 from .extension import SparkState, current_grant, current_scope, forget_current, spark_state
 from .grant import authorization_url
 from .pages import clean_description, error_page
@@ -222,6 +223,11 @@ def callback(**_prefix_values: Any) -> Response:
             description=clean_description(exc.description),
             retry_url=retry_url,
         )
+    except RateLimited as exc:
+        response = _failed("busy", 503, retry_url=retry_url)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return response
     except PlatformUnavailable:
         return _failed("platform_unavailable", 502, retry_url=retry_url)
     try:

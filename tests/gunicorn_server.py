@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -85,7 +86,8 @@ PORTAL_SECRET_KEY = "gunicorn-test-secret"
 
 def portal_env(platform: SparkPlatform, redis_server: RedisServer, **extra: Any) -> dict[str, Any]:
     """Environment for ``tests.portal_app`` pointed at the simulator and the test Redis;
-    ``extra`` keys become ``FLASK_<key>``."""
+    ``extra`` keys become ``FLASK_<key>``, their values JSON unless strings (as Flask's
+    ``from_prefixed_env`` reads them back: ``None`` becomes ``null``)."""
     env = {
         "FLASK_SECRET_KEY": PORTAL_SECRET_KEY,
         "FLASK_SPARK_CLIENT_ID": platform.client_id,
@@ -96,7 +98,9 @@ def portal_env(platform: SparkPlatform, redis_server: RedisServer, **extra: Any)
         "FLASK_SPARK_USER_AGENT": "Flask-Spark gunicorn tests",
         "PORTAL_REDIS_URL": redis_server.url,
     }
-    env.update({f"FLASK_{k}": v for k, v in extra.items()})
+    env.update(
+        {f"FLASK_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()}
+    )
     return env
 
 

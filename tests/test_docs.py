@@ -20,6 +20,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -414,6 +415,43 @@ def test_a_copy_goes_on_where_it_stopped(
     assert len(fargo) > 200
     assert not stops  # it did stop once
     assert saved == fargo  # each once, in order, none lost at the stop
+
+
+def test_a_copy_waits_out_the_rate_budget_and_goes_on(
+    example: Callable[..., ModuleType],
+    make_app: AppFactory,
+    browser_for: Any,
+    spark_platform: SparkPlatform,
+) -> None:
+    spark_platform.replication_records = 3000
+    spark_platform.rate_limit, spark_platform.rate_window = 2, 1.0
+    app = make_app(
+        SPARK_REPLICATION_URL=spark_platform.replication_url,
+        SPARK_RATE_LIMIT=2,
+        SPARK_RATE_WINDOW=1,
+        SPARK_MAX_RETRY_WAIT=0,
+    )
+    copy_everything = example("rate_limits").copy_everything
+    saved: list[str] = []
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    @app.get("/copy")
+    def copy() -> Any:
+        return {"waits": copy_everything(spark_api, lambda item: saved.append(item["Id"]), sleep)}
+
+    browser: Browser = browser_for(app)
+    browser.sign_in()  # its account read: 1 of 2 in the first second
+    waits = browser.client.get("/copy").json["waits"]
+
+    assert waits >= 1
+    assert len(slept) == waits
+    assert all(1 <= s <= 2 for s in slept)  # Retry-After: the window, rounded up
+    assert saved == [item["Id"] for item in replication_listings(3000)]  # each once, in order
+    assert spark_platform.stats.rate_limited == 0  # the platform never had to say no
 
 
 def test_search_builds_its_filter_from_the_visitors_words(
@@ -1013,7 +1051,14 @@ def test_an_engine_or_a_redis_client_of_the_apps_own(
             name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
         grants = db.execute("SELECT account_id, scope FROM spark_grants").fetchall()
-    assert tables == {"agents", "spark_grants", "spark_bindings", "spark_pending", "spark_markers"}
+    assert tables == {
+        "agents",
+        "spark_grants",
+        "spark_bindings",
+        "spark_pending",
+        "spark_markers",
+        "spark_rate",
+    }
     assert grants == [(spark_platform.accounts[0]["Id"], "idx")]
     engine.dispose()
 
@@ -1024,16 +1069,21 @@ def test_an_engine_or_a_redis_client_of_the_apps_own(
     assert browser_for(in_redis).sign_in().status_code == 303
     keys = sorted(key.decode() for key in redis_client.keys("*"))
     kinds = [
-        re.sub(r"\{[0-9a-f]{32}\}", "{<g>}", re.sub(r"[0-9a-f]{64}", "<sha256>", key))
+        re.sub(
+            r"r:[0-9a-f]{32}$",
+            "r:<bucket>",
+            re.sub(r"\{[0-9a-f]{32}\}", "{<g>}", re.sub(r"[0-9a-f]{64}", "<sha256>", key)),
+        )
         for key in keys
     ]
     # The pending sign-in was taken; the binding, its index and the grant remain, plus
-    # the retired session id's marker.
+    # the retired session id's marker and the key's rate window (the account read).
     assert sorted(kinds) == [
         "portal:spark:b:{<g>}:<sha256>",
         "portal:spark:bs:{<g>}",
         "portal:spark:g:{<g>}",
         "portal:spark:m:<sha256>",
+        "portal:spark:r:<bucket>",
     ]
     client.close()
 

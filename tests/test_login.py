@@ -318,7 +318,8 @@ def test_failed_code_exchange_stores_nothing(
     assert response.status_code == status
     assert text in response.data
     assert spark_platform.stats.grant_calls == 1
-    assert not any(b"spark:" in key for key in redis_client.keys("*"))
+    # No grant, binding or pending sign-in (the rate window counted the attempt).
+    assert not any(b"spark:" in key and b"spark:r:" not in key for key in redis_client.keys("*"))
     assert browser.client.get("/account").status_code == 302  # still anonymous
 
 

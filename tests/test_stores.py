@@ -26,6 +26,7 @@ from flask_spark.stores.base import (
     GrantKey,
     Tokens,
     new_secret,
+    rate_bucket,
 )
 
 from .store_fixtures import clean_store_url
@@ -685,6 +686,87 @@ def test_processes_racing_for_one_lease(shared_url: str, now: float) -> None:
             if racer.is_alive():
                 racer.kill()
         store.close()
+
+
+# -- rate windows ------------------------------------------------------------------------
+
+BUCKET = rate_bucket("client-a")
+
+
+def test_spend_counts_calls_up_to_the_limit_in_a_sliding_window(
+    any_store: GrantStore, now: float
+) -> None:
+    assert [any_store.spend(BUCKET, 3, 10.0, now + t) for t in (0.0, 0.5, 1.0)] == [0.0] * 3
+
+    # Full: room when the oldest call (at now) leaves, at now + 10.
+    assert any_store.spend(BUCKET, 3, 10.0, now + 2) == pytest.approx(8.0)
+    assert any_store.spend(BUCKET, 3, 10.0, now + 9.75) == pytest.approx(0.25)
+    # Refused calls were not counted: at now + 10 exactly one place is free.
+    assert any_store.spend(BUCKET, 3, 10.0, now + 10) == 0.0
+    assert any_store.spend(BUCKET, 3, 10.0, now + 10) == pytest.approx(0.5)
+    assert any_store.spend(BUCKET, 3, 10.0, now + 11) == 0.0
+
+
+def test_spend_keeps_app_keys_apart(any_store: GrantStore, now: float) -> None:
+    other = rate_bucket("client-b")
+
+    assert any_store.spend(BUCKET, 1, 60.0, now) == 0.0
+    assert any_store.spend(BUCKET, 1, 60.0, now) == pytest.approx(60.0)
+    assert any_store.spend(other, 1, 60.0, now) == 0.0
+
+
+def test_spend_after_a_long_pause_has_the_whole_limit_again(
+    any_store: GrantStore, now: float
+) -> None:
+    for t in range(5):
+        assert any_store.spend(BUCKET, 5, 10.0, now + t) == 0.0
+    assert any_store.spend(BUCKET, 5, 10.0, now + 5) > 0
+
+    later = now + 3600
+    results = [any_store.spend(BUCKET, 5, 10.0, later) for _ in range(6)]
+    assert results[:5] == [0.0] * 5
+    assert results[5] == pytest.approx(10.0)
+
+
+def test_threads_racing_to_spend_the_last_places(any_store: GrantStore, now: float) -> None:
+    results = race(THREADS * 2, lambda _: any_store.spend(BUCKET, 5, 60.0, now))
+
+    assert results.count(0.0) == 5
+    assert all(0 < wait <= 60.0 for wait in results if wait)
+
+
+def spend_in_a_process(url: str, calls: int, now: float, start: Any, answers: Any) -> None:
+    """Spend ``calls`` times from a process of its own, with its own store."""
+    store = store_from_url(url)
+    try:
+        store.spend(rate_bucket("warm-up"), 1, 1.0, now)  # connected before the start
+        start.wait(timeout=60)
+        answers.put([store.spend(BUCKET, PROCESSES * 2, 60.0, now) for _ in range(calls)])
+    finally:
+        store.close()
+
+
+def test_processes_share_one_rate_window(shared_url: str, now: float) -> None:
+    context = multiprocessing.get_context("spawn")
+    start, answers = context.Barrier(PROCESSES), context.Queue()
+    racers = [
+        context.Process(target=spend_in_a_process, args=(shared_url, 5, now, start, answers))
+        for _ in range(PROCESSES)
+    ]
+    try:
+        for racer in racers:
+            racer.start()
+        results = [wait for _ in racers for wait in answers.get(timeout=120)]
+        for racer in racers:
+            racer.join(30)
+
+        # PROCESSES x 5 calls against room for PROCESSES x 2 in the window.
+        assert len(results) == PROCESSES * 5
+        assert results.count(0.0) == PROCESSES * 2
+    finally:
+        for racer in racers:
+            if racer.is_alive():
+                racer.kill()
 
 
 # -- secrets stay out of reprs -----------------------------------------------------------

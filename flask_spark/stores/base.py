@@ -8,7 +8,8 @@ Three kinds of record, each under its own key, so no write ever spans two of the
   deletes the binding, so a stale session that comes back points at nothing;
 - a **pending sign-in**: what a ``state`` stands for between ``/login`` and ``/callback``.
 
-Besides them, *markers*: names that exist for a while (a retired session id).
+Besides them, *markers*: names that exist for a while (a retired session id), and *rate
+windows*: the calls an app key made lately, so every worker shares one rate budget.
 
 Only :class:`~flask_spark.tokens.TokenManager` calls a store. Every method is atomic on its
 own; the compare-and-set ones (:meth:`GrantStore.take_lease`,
@@ -213,6 +214,15 @@ class GrantStore(Protocol):
         """Whether the marker ``name`` exists."""
         ...
 
+    # -- rate windows ------------------------------------------------------------------
+
+    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+        """Count one call in ``bucket`` if fewer than ``limit`` were counted in the
+        ``window`` seconds up to ``now`` (a call counted at ``t`` leaves the window at
+        ``t + window``). Returns 0.0 when it counted the call, else the seconds until
+        enough counted calls leave the window for one more (always more than 0)."""
+        ...
+
     def close(self) -> None:
         """Release connections the store opened itself."""
         ...
@@ -226,6 +236,11 @@ def binding_digest(binding_id: str) -> str:
 def state_digest(state: str) -> str:
     """How a pending sign-in's ``state`` is stored."""
     return hashlib.sha256(b"state\x00" + state.encode()).hexdigest()
+
+
+def rate_bucket(client_id: str) -> str:
+    """The rate window of the app key ``client_id``."""
+    return digest("rate", client_id)
 
 
 def marker_digest(name: str) -> str:
@@ -244,5 +259,6 @@ __all__ = [
     "digest",
     "marker_digest",
     "new_secret",
+    "rate_bucket",
     "state_digest",
 ]

@@ -5,6 +5,7 @@ Nothing survives the process, and other processes see nothing of it.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -31,6 +32,7 @@ class MemoryGrantStore:
         self._bindings: dict[str, tuple[float, Binding]] = {}
         self._pending: dict[str, tuple[float, dict[str, Any]]] = {}
         self._markers: dict[str, float] = {}
+        self._rates: dict[str, list[float]] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryGrantStore {len(self._grants)} grants>"
@@ -171,6 +173,15 @@ class MemoryGrantStore:
                 del self._markers[marker_digest(name)]
                 return False
             return at is not None
+
+    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+        with self._lock:
+            times = self._rates.setdefault(bucket, [])
+            del times[: bisect.bisect_right(times, now - window)]
+            if len(times) < limit:
+                bisect.insort(times, now)
+                return 0.0
+            return max(times[len(times) - limit] + window - now, 1e-3)
 
     def close(self) -> None:
         pass

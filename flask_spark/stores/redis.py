@@ -8,6 +8,8 @@ its bindings and their index share one Cluster hash slot)::
     spark:bs:{<g>}           set: the grant's bindings, so ending a grant ends them all
     spark:p:<sha256>         string: a pending sign-in (JSON, with its keep time), expiring
     spark:m:<sha256>         string: a marker (its expiry), expiring
+    spark:r:<bucket>         sorted set: the calls of one app key in its rate window
+                             (scored by time), expiring one window after the latest
 
 Expiry is decided by the ``now`` the caller passes, as in every store, against the time
 kept in the value; Redis's own key expiry only clears old keys away.
@@ -161,6 +163,20 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 """
 
+# The calls counted in the window, oldest first: drop those that left it, count this one
+# if there is room, else answer the time of the one whose leaving makes room.
+_SPEND = """#!lua
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local counted = redis.call('ZCARD', KEYS[1])
+local limit = tonumber(ARGV[2])
+if counted < limit then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return ''
+end
+return redis.call('ZRANGE', KEYS[1], counted - limit, counted - limit, 'WITHSCORES')[2]
+"""
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -212,6 +228,7 @@ class RedisGrantStore:
         self._unbind = register(_UNBIND)
         self._get = register(_GET)
         self._exists = register(_EXISTS)
+        self._spend = register(_SPEND)
 
     def __repr__(self) -> str:
         kind = "cluster" if self.cluster else "standalone"
@@ -490,6 +507,21 @@ class RedisGrantStore:
             return float(_text(value)) > now
         except ValueError:
             return True
+
+    # -- rate windows ------------------------------------------------------------------
+
+    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+        # Not waited for by replicas: a failover may forget a few counted calls, which the
+        # platform's own 429 then covers.
+        oldest = self._run(
+            self._spend,
+            [f"{self.prefix}r:{bucket}"],
+            [repr(now - window), limit, repr(now), f"{now!r}:{new_secret()[:8]}", _ms(window)],
+            durable=False,
+        )
+        if not oldest:
+            return 0.0
+        return max(float(_text(oldest)) + window - now, 1e-3)
 
     def close(self) -> None:
         if self._owns:

@@ -15,12 +15,16 @@ Tables (``spark_`` prefix by default)::
                     created_at, last_used_at, expires_at
     spark_pending   id (PK, SHA-256 of the state), record (JSON), keep_until
     spark_markers   id (PK, SHA-256 of the name), expires_at
+    spark_rate      bucket, slot (PK together), used_at: one row per call the rate
+                    budget allows in its window; a slot is free once its last use is a
+                    window old, and taken by a compare-and-set on that time
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import stat
 import threading
 import time
@@ -50,11 +54,16 @@ from .base import (
 SWEEP_INTERVAL = 60.0
 #: Tries at creating the tables while other processes may be creating them too.
 _CREATE_ATTEMPTS = 5
+#: Free rate slots read at once, and rounds of trying to take one of them.
+_SPEND_CANDIDATES = 16
+_SPEND_ATTEMPTS = 8
 #: Milliseconds SQLite waits for another process's write before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-def _tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table, sa.Table]:
+def _tables(
+    prefix: str,
+) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table, sa.Table, sa.Table]:
     meta = sa.MetaData()
     grants = sa.Table(
         f"{prefix}grants",
@@ -99,7 +108,15 @@ def _tables(prefix: str) -> tuple[sa.MetaData, sa.Table, sa.Table, sa.Table, sa.
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("expires_at", sa.Double, nullable=False, index=True),
     )
-    return meta, grants, bindings, pending, markers
+    rate = sa.Table(
+        f"{prefix}rate",
+        meta,
+        sa.Column("bucket", sa.String(32), primary_key=True),
+        sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("used_at", sa.Double, nullable=False),
+        sa.Index(f"ix_{prefix}rate_bucket_used_at", "bucket", "used_at"),
+    )
+    return meta, grants, bindings, pending, markers, rate
 
 
 #: The files of one SQLite database: another user must own none of them.
@@ -192,9 +209,14 @@ class SQLGrantStore:
         else:
             self._owns_engine = False
         self.engine = engine
-        self._meta, self._grants, self._bindings, self._pending, self._markers = _tables(
-            table_prefix
-        )
+        (
+            self._meta,
+            self._grants,
+            self._bindings,
+            self._pending,
+            self._markers,
+            self._rate,
+        ) = _tables(table_prefix)
         b, g = self._bindings.c, self._grants.c
         # Built once: the statement every request of a signed-in browser runs.
         self._resolve_query = (
@@ -210,6 +232,7 @@ class SQLGrantStore:
         self._ready = not create_tables
         self._ready_lock = threading.Lock()
         self._last_sweep = 0.0
+        self._rate_slots: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<SQLGrantStore {self.engine.url.get_backend_name()}>"
@@ -554,6 +577,61 @@ class SQLGrantStore:
                 sa.select(m.expires_at).where(m.id == marker_digest(name))
             ).scalar_one_or_none()
         return at is not None and at > now
+
+    # -- rate windows ------------------------------------------------------------------
+
+    def _ensure_slots(self, bucket: str, limit: int) -> None:
+        """Make slots ``0 .. limit - 1`` of ``bucket`` exist (once per process)."""
+        if self._rate_slots.get(bucket, 0) >= limit:
+            return
+        r = self._rate.c
+        for _ in range(_CREATE_ATTEMPTS):
+            with self._connect() as conn:
+                have = set(
+                    conn.execute(
+                        sa.select(r.slot).where(r.bucket == bucket, r.slot < limit)
+                    ).scalars()
+                )
+                missing = [
+                    {"bucket": bucket, "slot": n, "used_at": 0.0}
+                    for n in range(limit)
+                    if n not in have
+                ]
+                try:
+                    if missing:
+                        conn.execute(sa.insert(self._rate), missing)
+                except IntegrityError:  # another process is adding them too: look again
+                    conn.rollback()
+                    continue
+            self._rate_slots[bucket] = limit
+            return
+
+    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+        self._ensure_slots(bucket, limit)
+        r = self._rate.c
+        cutoff = now - window
+        oldest = sa.select(r.slot, r.used_at).where(r.bucket == bucket, r.slot < limit)
+        for _ in range(_SPEND_ATTEMPTS):
+            with self._connect() as conn:
+                rows = conn.execute(oldest.order_by(r.used_at).limit(_SPEND_CANDIDATES)).all()
+                if not rows:  # the table was emptied behind our back: make them again
+                    self._rate_slots.pop(bucket, None)
+                    self._ensure_slots(bucket, limit)
+                    continue
+                free = [row.slot for row in rows if row.used_at <= cutoff]
+                if not free:
+                    return max(float(rows[0].used_at) + window - now, 1e-3)
+                # A random free slot, so that callers reading the same candidates at once
+                # mostly take different ones.
+                slot = random.choice(free)  # noqa: S311 - spreading, not security
+                taken = conn.execute(
+                    sa.update(self._rate)
+                    .where(r.bucket == bucket, r.slot == slot, r.used_at <= cutoff)
+                    .values(used_at=now)
+                ).rowcount
+            if taken:
+                return 0.0
+        return 1e-3  # every candidate went to another caller: look again shortly
 
     def close(self) -> None:
         if self._owns_engine:
