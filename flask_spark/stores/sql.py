@@ -15,9 +15,9 @@ Tables (``spark_`` prefix by default)::
                     created_at, last_used_at, expires_at
     spark_pending   id (PK, SHA-256 of the state), record (JSON), keep_until
     spark_markers   id (PK, SHA-256 of the name), expires_at
-    spark_rate      bucket, slot (PK together), used_at: one row per call the rate
-                    budget allows in its window; a slot is free once its last use is a
-                    window old, and taken by a compare-and-set on that time
+    spark_rate      bucket, slot (PK together), used_at: a row per call in the rate
+                    window, made as needed up to the limit; a slot is free once its last
+                    use is a window old, and taken by a compare-and-set on that time
 """
 
 from __future__ import annotations
@@ -232,7 +232,6 @@ class SQLGrantStore:
         self._ready = not create_tables
         self._ready_lock = threading.Lock()
         self._last_sweep = 0.0
-        self._rate_slots: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<SQLGrantStore {self.engine.url.get_backend_name()}>"
@@ -580,57 +579,46 @@ class SQLGrantStore:
 
     # -- rate windows ------------------------------------------------------------------
 
-    def _ensure_slots(self, bucket: str, limit: int) -> None:
-        """Make slots ``0 .. limit - 1`` of ``bucket`` exist (once per process)."""
-        if self._rate_slots.get(bucket, 0) >= limit:
-            return
-        r = self._rate.c
-        for _ in range(_CREATE_ATTEMPTS):
-            with self._connect() as conn:
-                have = set(
-                    conn.execute(
-                        sa.select(r.slot).where(r.bucket == bucket, r.slot < limit)
-                    ).scalars()
-                )
-                missing = [
-                    {"bucket": bucket, "slot": n, "used_at": 0.0}
-                    for n in range(limit)
-                    if n not in have
-                ]
-                try:
-                    if missing:
-                        conn.execute(sa.insert(self._rate), missing)
-                except IntegrityError:  # another process is adding them too: look again
-                    conn.rollback()
-                    continue
-            self._rate_slots[bucket] = limit
-            return
-
     def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
-        self._ensure_slots(bucket, limit)
         r = self._rate.c
         cutoff = now - window
-        oldest = sa.select(r.slot, r.used_at).where(r.bucket == bucket, r.slot < limit)
+        oldest = (
+            sa.select(r.slot, r.used_at)
+            .where(r.bucket == bucket, r.slot < limit)
+            .order_by(r.used_at)
+            .limit(_SPEND_CANDIDATES)
+        )
         for _ in range(_SPEND_ATTEMPTS):
             with self._connect() as conn:
-                rows = conn.execute(oldest.order_by(r.used_at).limit(_SPEND_CANDIDATES)).all()
-                if not rows:  # the table was emptied behind our back: make them again
-                    self._rate_slots.pop(bucket, None)
-                    self._ensure_slots(bucket, limit)
-                    continue
+                rows = conn.execute(oldest).all()
                 free = [row.slot for row in rows if row.used_at <= cutoff]
-                if not free:
+                if free:
+                    # A random free slot, so that callers reading the same candidates at
+                    # once mostly take different ones.
+                    slot = random.choice(free)  # noqa: S311 - spreading, not security
+                    taken = conn.execute(
+                        sa.update(self._rate)
+                        .where(r.bucket == bucket, r.slot == slot, r.used_at <= cutoff)
+                        .values(used_at=now)
+                    ).rowcount
+                    if taken:
+                        return 0.0
+                    continue
+                made = conn.execute(
+                    sa.select(sa.func.count()).where(r.bucket == bucket, r.slot < limit)
+                ).scalar_one()
+                if made >= limit:
                     return max(float(rows[0].used_at) + window - now, 1e-3)
-                # A random free slot, so that callers reading the same candidates at once
-                # mostly take different ones.
-                slot = random.choice(free)  # noqa: S311 - spreading, not security
-                taken = conn.execute(
-                    sa.update(self._rate)
-                    .where(r.bucket == bucket, r.slot == slot, r.used_at <= cutoff)
-                    .values(used_at=now)
-                ).rowcount
-            if taken:
-                return 0.0
+                # Room, and no slot to reuse: make the next one (slots are made as the
+                # calls of a window need them, never more than the limit).
+                try:
+                    conn.execute(
+                        sa.insert(self._rate).values(bucket=bucket, slot=made, used_at=now)
+                    )
+                except IntegrityError:  # another caller made it first: look again
+                    conn.rollback()
+                    continue
+            return 0.0
         return 1e-3  # every candidate went to another caller: look again shortly
 
     def close(self) -> None:
