@@ -252,14 +252,19 @@ class SQLGrantStore:
     # -- plumbing ------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self, *, begin: bool = False) -> Iterator[Connection]:
+    def _connect(self, *, begin: bool = False, autocommit: bool = False) -> Iterator[Connection]:
         """A connection in autocommit-per-statement use, or one transaction with
-        ``begin``; the database's own errors become :class:`StoreUnavailable`."""
+        ``begin``, or with ``autocommit`` the database's own autocommit (no ``BEGIN`` and
+        ``COMMIT`` round trips: for a statement that is atomic alone); the database's own
+        errors become :class:`StoreUnavailable`."""
         try:
             if not self._ready:
                 self._create_tables()
             if begin:
                 with self.engine.begin() as conn:
+                    yield conn
+            elif autocommit:
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     yield conn
             else:
                 with self.engine.connect() as conn:
@@ -582,6 +587,29 @@ class SQLGrantStore:
     def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
         r = self._rate.c
         cutoff = now - window
+        # Usually there is a free slot and nobody else wants it: take the oldest in one
+        # statement. Else (no free slot, or another caller took it first) look closer.
+        oldest_free = (
+            sa.select(r.slot)
+            .where(r.bucket == bucket, r.slot < limit, r.used_at <= cutoff)
+            .order_by(r.used_at)
+            .limit(1)
+        )
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            # MySQL reads the table it updates only through a derived table.
+            oldest_free = sa.select(oldest_free.subquery().c.slot)
+        with self._connect(autocommit=True) as conn:
+            taken = conn.execute(
+                sa.update(self._rate)
+                .where(
+                    r.bucket == bucket,
+                    r.used_at <= cutoff,
+                    r.slot == oldest_free.scalar_subquery(),
+                )
+                .values(used_at=now)
+            ).rowcount
+        if taken:
+            return 0.0
         oldest = (
             sa.select(r.slot, r.used_at)
             .where(r.bucket == bucket, r.slot < limit)
