@@ -25,6 +25,7 @@ python-dotenv when it is installed)::
     SPARK_CLIENT_ID=...            SPARK_CLIENT_SECRET=...
     SPARK_REDIRECT_URI=https://portal.example.com/callback   (optional)
     SPARK_ROLE=idx | private | vow SPARK_PORTAL=...  (SPARK_PORTAL with SPARK_ROLE=vow)
+    SPARK_AUTH_FLOW=oauth2 | openid  (how agents sign in; VOW portals always use oauth2)
     SECRET_KEY=...                 REDIS_URL=redis://localhost:6379/0  (else file sessions)
     SESSION_COOKIE_SECURE=1        (when served over HTTPS)
 
@@ -68,6 +69,7 @@ SPARK_KEYS = (
     "SPARK_REDIRECT_URI",
     "SPARK_ROLE",
     "SPARK_PORTAL",
+    "SPARK_AUTH_FLOW",
     "SPARK_PLATFORM_URL",
     "SPARK_API_URL",
     "SPARK_CA_CERTS",

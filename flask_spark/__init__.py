@@ -11,6 +11,7 @@ from .client import SparkClient, SparkResponse
 from .errors import (
     ConfigurationError,
     GrantError,
+    IdTokenRejected,
     NotSignedIn,
     PlatformUnavailable,
     RateLimited,
@@ -43,6 +44,7 @@ __all__ = [
     "GrantError",
     "GrantInfo",
     "GrantStore",
+    "IdTokenRejected",
     "MemoryGrantStore",
     "NotSignedIn",
     "PlatformUnavailable",

@@ -336,7 +336,8 @@ class SparkClient:
             raise ReauthenticationRequired(
                 "The single-session tokens were refused; configure a new pair"
             )
-        if self._tokens.is_due(self._grant):
+        personal = self._tokens.is_personal(self._grant)
+        if not personal and self._tokens.is_due(self._grant):
             try:
                 self._refresh()
             except (PlatformUnavailable, StoreUnavailable):
@@ -347,6 +348,11 @@ class SparkClient:
         reply = self._send(method, url, body, override=override)
         # At most two retries and one refresh at the platform: a token another request
         # stored may itself have expired since, but a token just refreshed is final.
+        if personal and reply.status == 401:
+            raise ReauthenticationRequired(
+                "The platform refused the personal access token: replace SPARK_ACCESS_TOKEN "
+                "(there is nothing to refresh)"
+            )
         for _ in range(2):
             if reply.status != 401:
                 break
@@ -420,7 +426,10 @@ class SparkClient:
         assert self._grant is not None
         headers = dict(self._base_headers)
         try:
-            headers["Authorization"] = authorization(self._grant.access_token)
+            scheme = (
+                "Bearer" if self._tokens.is_personal(self._grant) else self._config.token_scheme
+            )
+            headers["Authorization"] = authorization(self._grant.access_token, scheme)
         except ValueError:
             # Checked where it entered; a record changed behind our back is no sign-in.
             raise ReauthenticationRequired("The stored sign-in is unusable") from None

@@ -18,6 +18,8 @@ from .rate_budget import PUBLISHED_LIMITS, PUBLISHED_WINDOW
 from .token_format import is_token
 
 Role = Literal["idx", "vow", "private"]
+AuthFlow = Literal["oauth2", "openid"]
+TokenScheme = Literal["OAuth", "Bearer"]
 
 #: Where the authorization endpoints live.
 DEFAULT_PLATFORM_URL = "https://sparkplatform.com"
@@ -34,6 +36,10 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_URL_LENGTH = 2048
 #: The largest answer body of a data call that is read (32 MiB); larger ones fail.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: The scopes an OpenID Connect sign-in asks for.
+DEFAULT_OPENID_SCOPE = "openid profile email"
+#: Seconds of clock difference with the platform an id_token's times may show.
+DEFAULT_OPENID_LEEWAY = 30.0
 #: Refresh this many seconds before the access token's recorded expiry.
 DEFAULT_TOKEN_LEEWAY = 60
 #: Seconds a pending sign-in (its ``state``) stays valid.
@@ -63,6 +69,13 @@ class SparkConfig:
     redirect_uri: str | None
     role: Role
     portal: str | None
+    #: ``"oauth2"`` (the platform's OAuth 2 endpoints) or ``"openid"`` (OpenID Connect).
+    auth_flow: AuthFlow
+    openid_scope: str
+    openid_leeway: float
+    openid_discovery_url: str
+    #: How OAuth 2 and OpenID access tokens are sent: ``Authorization: <scheme> <token>``.
+    token_scheme: TokenScheme
     platform_url: str
     api_url: str
     replication_url: str
@@ -98,8 +111,15 @@ class SparkConfig:
 
     @property
     def has_app_token(self) -> bool:
-        """Whether single-session keys (an app-wide token pair) are configured."""
+        """Whether an app-wide token is configured: single-session keys (an access and a
+        refresh token) or a personal access token (an access token alone)."""
         return self.access_token is not None
+
+    @property
+    def personal_token(self) -> bool:
+        """Whether the app-wide token is a personal access token: no refresh token, never
+        expires, sent as ``Bearer``."""
+        return self.access_token is not None and self.refresh_token is None
 
 
 def normalize_portal(name: str, key: str = "SPARK_PORTAL") -> str:
@@ -243,11 +263,36 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
             raise ConfigurationError(
                 name, "must be a token as the platform issues it (letters, digits, -._~+/)"
             )
-    if (access_token is None) != (refresh_token is None):
-        missing = "SPARK_REFRESH_TOKEN" if refresh_token is None else "SPARK_ACCESS_TOKEN"
+    if refresh_token is not None and access_token is None:
         raise ConfigurationError(
-            missing, "single-session keys need both SPARK_ACCESS_TOKEN and SPARK_REFRESH_TOKEN"
+            "SPARK_ACCESS_TOKEN",
+            "single-session keys need both SPARK_ACCESS_TOKEN and SPARK_REFRESH_TOKEN "
+            "(an access token alone is a personal access token)",
         )
+
+    auth_flow = config.get("SPARK_AUTH_FLOW", "oauth2")
+    if auth_flow not in ("oauth2", "openid"):
+        raise ConfigurationError("SPARK_AUTH_FLOW", "must be 'oauth2' or 'openid'")
+    if auth_flow == "openid" and role == "vow":
+        raise ConfigurationError(
+            "SPARK_AUTH_FLOW",
+            "VOW portals sign in with OAuth 2 only: the platform documents no OpenID "
+            "Connect sign-in for VOW keys; use 'oauth2' (the default)",
+        )
+    token_scheme = config.get("SPARK_TOKEN_SCHEME", "OAuth")
+    if token_scheme not in ("OAuth", "Bearer"):
+        raise ConfigurationError("SPARK_TOKEN_SCHEME", "must be 'OAuth' or 'Bearer'")
+    openid_scope = _str(config, "SPARK_OPENID_SCOPE", DEFAULT_OPENID_SCOPE)
+    assert openid_scope is not None
+    if "openid" not in openid_scope.split():
+        raise ConfigurationError("SPARK_OPENID_SCOPE", "must include 'openid'")
+    openid_discovery_url = _check_base_url(
+        "SPARK_OPENID_DISCOVERY_URL",
+        config.get(
+            "SPARK_OPENID_DISCOVERY_URL", f"{platform_url}/.well-known/openid-configuration"
+        ),
+        allow_http,
+    )
 
     user_agent = _str(config, "SPARK_USER_AGENT", DEFAULT_USER_AGENT)
     assert user_agent is not None
@@ -259,6 +304,11 @@ def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -
         redirect_uri=redirect_uri,
         role=role,
         portal=portal,
+        auth_flow=auth_flow,
+        openid_scope=openid_scope,
+        openid_leeway=_number(config, "SPARK_OPENID_LEEWAY", DEFAULT_OPENID_LEEWAY, 0),
+        openid_discovery_url=openid_discovery_url,
+        token_scheme=token_scheme,
         platform_url=platform_url,
         api_url=api_url,
         replication_url=replication_url,

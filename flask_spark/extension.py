@@ -29,6 +29,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .grant import GrantClient
+from .openid import OpenIDClient
 from .pages import unauthorized, unavailable
 from .rate_budget import RateBudget
 from .sealing import SealedStore, Sealer
@@ -143,7 +144,7 @@ class Spark:
         """
         config = load_config(app.config, has_portal_loader=self._portal_loader is not None)
         _require_server_side_sessions(app)
-        if config.has_app_token and not config.redirect_uri:
+        if config.has_app_token and not config.personal_token and not config.redirect_uri:
             raise ConfigurationError(
                 "SPARK_REDIRECT_URI",
                 "is required with single-session keys (it is sent with every refresh)",
@@ -169,7 +170,9 @@ class Spark:
                 config.rate_window,
                 config.max_retry_wait,
             )
-        grants = GrantClient(config, transport, budget)
+        grants = (OpenIDClient if config.auth_flow == "openid" else GrantClient)(
+            config, transport, budget
+        )
         app.extensions["spark"] = SparkState(
             extension=self,
             config=config,
@@ -184,9 +187,11 @@ class Spark:
 
         app.register_blueprint(make_blueprint(), url_prefix=self.url_prefix)
         app.cli.add_command(spark_command)
-        _register_default_handler(app, NotSignedIn, lambda e: unauthorized())
-        for error in (PlatformUnavailable, RateLimited, StoreUnavailable):
-            _register_default_handler(app, error, unavailable)
+        # One handler for the root of our errors, so that an app's own handler for
+        # SparkError, registered before or after this, wins, and one for a subclass, more
+        # specific, too.
+        if SparkError not in app.error_handler_spec.get(None, {}).get(None, {}):
+            app.register_error_handler(SparkError, _default_handler)
 
     # -- outside a request ---------------------------------------------------------------
 
@@ -314,15 +319,15 @@ def _store_for(app: Flask, config: SparkConfig) -> GrantStore:
     return SQLGrantStore(f"sqlite:///{os.path.join(app.instance_path, DEFAULT_SQLITE_NAME)}")
 
 
-def _register_default_handler(
-    app: Flask, error: type[SparkError], handler: Callable[[Any], Any]
-) -> None:
-    """Register ``handler`` unless the app already handles ``error`` or one of its bases
-    up to :class:`SparkError` itself (Flask would otherwise prefer ours, the more specific)."""
-    registered = app.error_handler_spec.get(None, {}).get(None, {})
-    bases = error.__mro__[: error.__mro__.index(SparkError) + 1]
-    if not any(base in registered for base in bases):
-        app.register_error_handler(error, handler)
+def _default_handler(error: SparkError) -> Any:
+    """Not signed in: to the sign-in page (or 401). Platform, rate limit or store down:
+    a 503 page with ``Retry-After``. Anything else goes on as if unhandled (Flask answers
+    500), as it did before this handler existed."""
+    if isinstance(error, NotSignedIn):
+        return unauthorized()
+    if isinstance(error, PlatformUnavailable | RateLimited | StoreUnavailable):
+        return unavailable(error)
+    raise error
 
 
 def _session_retired(app: Flask, sid: str) -> bool:
@@ -465,14 +470,15 @@ def spark_login_required(view: F) -> F:
 
     It raises :class:`~flask_spark.errors.NotSignedIn` for the others, which the default
     handler answers by sending pages to ``/login?next=<this page>`` and JSON requests a 401;
-    an app's own handler for ``NotSignedIn`` takes over both.
+    an app's own handler for ``NotSignedIn`` takes over both. ``view`` may be an ``async
+    def`` (with Flask's ``async`` extra), as Flask runs it through ``ensure_sync``.
     """
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if not spark_api.authenticated:
             raise NotSignedIn()
-        return view(*args, **kwargs)
+        return current_app.ensure_sync(view)(*args, **kwargs)
 
     return cast(F, wrapped)
 

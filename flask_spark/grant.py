@@ -12,6 +12,7 @@ import json
 import math
 import re
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ from .errors import GrantError, PlatformUnavailable
 from .rate_budget import RateBudget
 from .stores.base import Tokens
 from .token_format import authorization, is_token
-from .transport import Transport
+from .transport import Reply, Transport
 
 #: The platform's documented access-token lifetime, assumed when ``expires_in`` is unusable.
 PLATFORM_TOKEN_LIFETIME = 86400
@@ -37,7 +38,8 @@ GRANT_ANSWER_LIMIT = 64 * 1024
 #: The largest ``/my/account`` answer read at sign-in.
 ACCOUNT_ANSWER_LIMIT = 1024 * 1024
 _MAX_DESCRIPTION = 300
-_ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+#: What an account ``Id`` (or an OpenID ``sub``) may look like.
+ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def authorization_url(
@@ -65,8 +67,17 @@ def _clean_text(value: Any, limit: int = _MAX_DESCRIPTION) -> str:
     return text[:limit]
 
 
+@dataclass(frozen=True)
+class TokenAnswer:
+    """The token endpoint's answer: the tokens read from it, and the whole JSON object."""
+
+    tokens: Tokens
+    data: dict[str, Any] = field(repr=False)
+
+
 class GrantClient:
-    """Talks to the grant and revocation endpoints for one app's key."""
+    """Talks to the grant and revocation endpoints for one app's key (the OAuth 2 flow;
+    :class:`~flask_spark.openid.OpenIDClient` is its OpenID Connect kin)."""
 
     def __init__(
         self, config: SparkConfig, transport: Transport, budget: RateBudget | None = None
@@ -79,6 +90,29 @@ class GrantClient:
             "Accept": "application/json",
             "X-SparkApi-User-Agent": config.user_agent,
         }
+
+    def authorization_url(
+        self, redirect_uri: str, state: str, portal: str | None, nonce: str | None = None
+    ) -> str:
+        """The URL that starts a sign-in (``nonce`` is for OpenID Connect only)."""
+        return authorization_url(self.config, redirect_uri, state, portal)
+
+    def sign_in(
+        self, code: str, redirect_uri: str, nonce: str | None = None
+    ) -> tuple[Tokens, dict[str, Any]]:
+        """Exchange ``code`` and read whose grant it is (``/my/account``); new tokens
+        whose account cannot be read are revoked.
+
+        :raises RateLimited: the rate budget has no room; the code was not sent.
+        :raises GrantError: the platform refused the code.
+        :raises PlatformUnavailable: the platform could not be reached or answered garbage.
+        """
+        tokens = self.exchange_code(code, redirect_uri)
+        try:
+            return tokens, self.account(tokens.access_token)
+        except PlatformUnavailable:
+            self.revoke(tokens.access_token, tokens.refresh_token)
+            raise
 
     def exchange_code(self, code: str, redirect_uri: str) -> Tokens:
         """Trade an authorization code for tokens. Never retried: a code is single-use.
@@ -93,17 +127,16 @@ class GrantClient:
         """
         if self.budget is not None:
             self.budget.spend()
-        return self._post(
-            {
-                "client_id": self.config.client_id,
-                "client_secret": self.config.client_secret,
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": redirect_uri,
-            },
-            previous_refresh_token=None,
-            revoke_unusable=True,
-        )
+        return self._token_answer(self._exchange_payload(code, redirect_uri), None, True).tokens
+
+    def _exchange_payload(self, code: str, redirect_uri: str) -> dict[str, str]:
+        return {
+            "client_id": self.config.client_id,
+            "client_secret": self.config.client_secret,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+        }
 
     def refresh(self, refresh_token: str, redirect_uri: str) -> Tokens:
         """Trade a refresh token for a new pair; the old refresh token is dead afterwards.
@@ -111,17 +144,14 @@ class GrantClient:
         :raises GrantError: the platform refused the refresh token.
         :raises PlatformUnavailable: timeout, 5xx, or an answer that is not a token.
         """
-        return self._post(
-            {
-                "client_id": self.config.client_id,
-                "client_secret": self.config.client_secret,
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
-                "redirect_uri": redirect_uri,
-            },
-            previous_refresh_token=refresh_token,
-            revoke_unusable=False,
-        )
+        payload = {
+            "client_id": self.config.client_id,
+            "client_secret": self.config.client_secret,
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "redirect_uri": redirect_uri,
+        }
+        return self._token_answer(payload, refresh_token, False).tokens
 
     def account(self, access_token: str) -> dict[str, Any]:
         """The ``/my/account`` record of the grant behind ``access_token``: whose it is.
@@ -153,12 +183,13 @@ class GrantClient:
             )
         account: dict[str, Any] = results[0] if isinstance(results[0], dict) else {}
         account_id = account.get("Id")
-        if not isinstance(account_id, str) or not _ACCOUNT_ID_RE.fullmatch(account_id):
+        if not isinstance(account_id, str) or not ACCOUNT_ID_RE.fullmatch(account_id):
             raise PlatformUnavailable("The account of the new grant has no usable Id")
         return account
 
-    def revoke(self, access_token: str) -> bool:
-        """Revoke the whole grant at the platform. Best effort: returns whether it worked."""
+    def revoke(self, access_token: str, refresh_token: str | None = None) -> bool:
+        """Revoke the whole grant at the platform (``DELETE`` of its access token; the
+        refresh token is not needed). Best effort: returns whether it worked."""
         if not is_token(access_token):
             return False
         url = f"{self.config.api_url}/v1/oauth2/token/{quote(access_token, safe='')}"
@@ -172,26 +203,29 @@ class GrantClient:
             return False
         return 200 <= reply.status < 300
 
-    def _post(
-        self,
-        payload: dict[str, str],
-        *,
-        previous_refresh_token: str | None,
-        revoke_unusable: bool,
-    ) -> Tokens:
-        """POST to the grant endpoint and read the tokens it answers.
-
-        :param revoke_unusable: when the answer holds a usable access token but is
-            otherwise unusable, revoke it (a code exchange: nothing would hold that grant).
-        """
-        body = json.dumps(payload).encode()
-        reply = self.transport.request(
+    def _token_request(self, payload: dict[str, str]) -> Reply:
+        """The request to the token endpoint: JSON to ``<api>/v1/oauth2/grant``."""
+        return self.transport.request(
             "POST",
             self.config.grant_url,
             headers=self._headers,
-            body=body,
+            body=json.dumps(payload).encode(),
             max_bytes=GRANT_ANSWER_LIMIT,
         )
+
+    def _token_answer(
+        self,
+        payload: dict[str, str],
+        previous_refresh_token: str | None,
+        revoke_unusable: bool,
+    ) -> TokenAnswer:
+        """Send ``payload`` to the token endpoint and read the tokens it answers.
+
+        :param previous_refresh_token: a refresh's, kept when the answer has none.
+        :param revoke_unusable: when the answer holds a usable access token but is
+            otherwise unusable, revoke it (a code exchange: nothing would hold that grant).
+        """
+        reply = self._token_request(payload)
         try:
             data = reply.json()
         except ValueError:
@@ -234,12 +268,13 @@ class GrantClient:
             raise PlatformUnavailable("The grant endpoint answered a malformed refresh_token")
         now = time.time()
         lifetime = _lifetime(data.get("expires_in"))
-        return Tokens(
+        tokens = Tokens(
             access_token=access,
             refresh_token=refresh,
             expires_at=now + lifetime - min(EXPIRY_MARGIN, lifetime / 10),
             obtained_at=now,
         )
+        return TokenAnswer(tokens, data)
 
 
 def _lifetime(value: Any) -> float:

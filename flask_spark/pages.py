@@ -63,6 +63,13 @@ REASONS: dict[str, tuple[str, str]] = {
         "Sign-in did not finish",
         "Flexmls could not be reached. Please try again in a moment.",
     ),
+    "id_token_invalid": (
+        "Sign-in could not be verified",
+        (
+            "Flexmls's answer to this sign-in failed a check, so nothing was kept. "
+            "Please try again; if it keeps happening, tell the site's administrators."
+        ),
+    ),
     "busy": (
         "Sign-in did not finish",
         (

@@ -24,11 +24,12 @@ def is_token(value: object) -> bool:
     )
 
 
-def authorization(token: str) -> str:
-    """The ``Authorization`` header value for ``token`` (``OAuth <token>``).
+def authorization(token: str, scheme: str = "OAuth") -> str:
+    """The ``Authorization`` header value for ``token`` (``OAuth <token>``, or ``Bearer
+    <token>`` with that ``scheme``).
 
     :raises ValueError: ``token`` is not a token (the message never holds it).
     """
     if not is_token(token):
         raise ValueError("refusing to send a malformed token")
-    return f"OAuth {token}"
+    return f"{scheme} {token}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 import weakref
@@ -169,9 +170,25 @@ class TokenManager:
         self._failures: OrderedDict[str, _Failure] = OrderedDict()
         self._unsaved: dict[str, _Unsaved] = {}
         self._app_key: GrantKey | None = None
+        #: A personal access token's grant: never stored, never refreshed.
+        self._personal: Grant | None = None
         if config.access_token and config.refresh_token:
             seed = digest(config.access_token, config.refresh_token)
             self._app_key = GrantKey(config.client_id, f"@app-{seed}", "app")
+        elif config.access_token:
+            self._app_key = GrantKey(
+                config.client_id, f"@token-{digest(config.access_token)}", "app"
+            )
+            now = time.time()
+            self._personal = Grant(
+                key=self._app_key,
+                access_token=config.access_token,
+                refresh_token="",
+                expires_at=math.inf,
+                obtained_at=now,
+                created_at=now,
+                updated_at=now,
+            )
 
     def __repr__(self) -> str:
         return f"<TokenManager store={self.store!r}>"
@@ -184,8 +201,13 @@ class TokenManager:
 
     @property
     def app_key(self) -> GrantKey | None:
-        """The app-wide grant of single-session keys, when configured."""
+        """The app-wide grant of single-session keys or of a personal access token, when
+        configured."""
         return self._app_key
+
+    def is_personal(self, grant: Grant) -> bool:
+        """Whether ``grant`` is the personal access token's (nothing to refresh)."""
+        return self._personal is not None and grant.key == self._personal.key
 
     # -- reading -------------------------------------------------------------------------
 
@@ -200,6 +222,8 @@ class TokenManager:
 
         The app-wide grant is seeded from the configured pair on first use.
         """
+        if self._personal is not None and key == self._personal.key:
+            return self._personal
         hit, grant = (False, None) if fresh else self.cache.get(key)
         if not hit:
             grant = self.store.get(key)
@@ -272,7 +296,7 @@ class TokenManager:
             replaced is not None
             and replaced.access_token
             and replaced.access_token != grant.access_token
-            and not self.grants.revoke(replaced.access_token)
+            and not self.grants.revoke(replaced.access_token, replaced.refresh_token)
         ):
             log.warning("Flexmls did not confirm revoking the grant a new sign-in replaced")
         return grant
@@ -300,7 +324,7 @@ class TokenManager:
         self.cache.put(key, None)
         if grant is None or not grant.access_token:
             return grant, True
-        return grant, self.grants.revoke(grant.access_token)
+        return grant, self.grants.revoke(grant.access_token, grant.refresh_token)
 
     def discard(self, grant: Grant) -> None:
         """The platform refused ``grant``'s token as unknown (revoked at Flexmls): the grant

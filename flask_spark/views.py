@@ -14,9 +14,14 @@ from flask import Blueprint, current_app, has_request_context, redirect, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .errors import GrantError, PlatformUnavailable, RateLimited, StoreUnavailable
+from .errors import (
+    GrantError,
+    IdTokenRejected,
+    PlatformUnavailable,
+    RateLimited,
+    StoreUnavailable,
+)
 from .extension import SparkState, current_grant, current_scope, forget_current, spark_state
-from .grant import authorization_url
 from .pages import clean_description, error_page
 from .redirects import safe_next
 from .sessions import (
@@ -89,6 +94,12 @@ def login(**_prefix_values: Any) -> Response:
     scope, portal = current_scope(state)
     redirect_uri = _redirect_uri(state)
     oauth_state = new_state()
+    nonce = new_state() if state.config.auth_flow == "openid" else None
+    try:
+        # OpenID Connect: the discovered endpoint (read before anything is filed).
+        target = state.grants.authorization_url(redirect_uri, oauth_state, portal, nonce)
+    except PlatformUnavailable:
+        return _failed("platform_unavailable", 502)
     expires_at = time.time() + state.config.state_lifetime
     # Also gives a new session content, so Flask-Session keeps it and sends its cookie.
     data = browser_data()
@@ -104,9 +115,10 @@ def login(**_prefix_values: Any) -> Response:
             "portal": portal,
             "redirect_uri": redirect_uri,
             "expires_at": expires_at,
+            "nonce": nonce,
         },
     )
-    response = redirect(authorization_url(state.config, redirect_uri, oauth_state, portal), 302)
+    response = redirect(target, 302)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -214,7 +226,7 @@ def callback(**_prefix_values: Any) -> Response:
     if not _CODE_RE.fullmatch(code):
         return _failed("bad_request", 400)
     try:
-        tokens = state.grants.exchange_code(code, record["redirect_uri"])
+        tokens, account = state.grants.sign_in(code, record["redirect_uri"], record.get("nonce"))
     except GrantError as exc:
         return _failed(
             "exchange_failed",
@@ -228,12 +240,9 @@ def callback(**_prefix_values: Any) -> Response:
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
         return response
+    except IdTokenRejected as exc:
+        return _failed("id_token_invalid", 502, check=exc.reason, retry_url=retry_url)
     except PlatformUnavailable:
-        return _failed("platform_unavailable", 502, retry_url=retry_url)
-    try:
-        account = state.grants.account(tokens.access_token)
-    except PlatformUnavailable:
-        state.grants.revoke(tokens.access_token)
         return _failed("platform_unavailable", 502, retry_url=retry_url)
 
     key = state.tokens.key(account["Id"], record["scope"])
@@ -242,7 +251,7 @@ def callback(**_prefix_values: Any) -> Response:
         state.tokens.sign_in(key, tokens, record["redirect_uri"], account)
     except failures:
         # The code is spent and nothing holds the grant: give it back.
-        state.grants.revoke(tokens.access_token)
+        state.grants.revoke(tokens.access_token, tokens.refresh_token)
         return _failed("store_unavailable", 503, retry_url=retry_url)
     try:
         _bind_session(state, key, record)

@@ -251,13 +251,14 @@ def log_text(caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
 
 
 def secret_values(platform: SparkPlatform) -> set[str]:
-    """Every token, code and client secret the simulator issued, and every state a
-    sign-in sent it: none of them may ever be logged."""
+    """Every token (id_tokens too), code and client secret the simulator issued, and every
+    state and nonce a sign-in sent it: none of them may ever be logged."""
     values = set(platform.issued_values())
     for entry in platform.requests_for("authorize"):
-        state = entry.query.get("state")
-        if state:
-            values.add(state)
+        for name in ("state", "nonce"):
+            value = entry.query.get(name)
+            if value:
+                values.add(value)
     return {v for v in values if len(v) >= 8}
 
 

@@ -78,7 +78,19 @@ def test_minimal_config_works(tmp_path: Any) -> None:
         ({"SPARK_RETRIES": -1}, "SPARK_RETRIES"),
         ({"SPARK_USER_AGENT": "app\r\nX-Injected: 1"}, "SPARK_USER_AGENT"),
         ({"SPARK_REDIRECT_URI": "/callback"}, "SPARK_REDIRECT_URI"),
-        ({"SPARK_ACCESS_TOKEN": "abc"}, "SPARK_REFRESH_TOKEN"),
+        ({"SPARK_REFRESH_TOKEN": "abc"}, "SPARK_ACCESS_TOKEN"),
+        ({"SPARK_AUTH_FLOW": "saml"}, "SPARK_AUTH_FLOW"),
+        (
+            {"SPARK_AUTH_FLOW": "openid", "SPARK_ROLE": "vow", "SPARK_PORTAL": "p"},
+            "SPARK_AUTH_FLOW",
+        ),
+        ({"SPARK_OPENID_SCOPE": "profile email"}, "SPARK_OPENID_SCOPE"),
+        (
+            {"SPARK_OPENID_DISCOVERY_URL": "http://sparkplatform.com/x"},
+            "SPARK_OPENID_DISCOVERY_URL",
+        ),
+        ({"SPARK_OPENID_LEEWAY": -1}, "SPARK_OPENID_LEEWAY"),
+        ({"SPARK_TOKEN_SCHEME": "Basic"}, "SPARK_TOKEN_SCHEME"),
         (
             {"SPARK_ACCESS_TOKEN": "abc", "SPARK_REFRESH_TOKEN": "def"},
             "SPARK_REDIRECT_URI",

@@ -47,7 +47,7 @@ from flask_spark import (
 from flask_spark.config import load_config
 from flask_spark.pages import REASONS
 from flask_spark.testing import LISTINGS, Fault, SparkPlatform
-from flask_spark.testing.data import replication_listings
+from flask_spark.testing.data import my_listings, replication_listings
 
 from .conftest import AppFactory, Browser
 from .redis_server import RedisServer
@@ -679,11 +679,12 @@ def test_error_template_override(
     assert "Temporarily unavailable" in busy.text
 
 
-def test_a_base_class_handler_does_not_replace_the_defaults(
+def test_an_apps_own_handlers_win_even_registered_after_init_app(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
-    """As the views page says: Flask picks the handler of the most specific class, and an
-    app's handler for the class itself wins, registered before or after init_app."""
+    """As the views page says: Flask-Spark's defaults hang on SparkError alone, so an
+    app's handler for SparkError replaces them, and one for a subclass is more specific,
+    registered before or after init_app."""
 
     def add_views(app: Flask) -> None:
         @app.get("/account")
@@ -704,11 +705,12 @@ def test_a_base_class_handler_does_not_replace_the_defaults(
     def slow_down(error: RateLimited) -> Any:
         return "slow down", 429
 
-    for app, status in ((base_only, 503), (own, 429)):
+    for app, status, text in ((base_only, 500, "mine"), (own, 429, "slow down")):
         browser: Browser = browser_for(app)
         browser.sign_in()
         spark_platform.add_fault(Fault("data", "rate_limit", retry_after=60))
-        assert browser.client.get("/account").status_code == status
+        page = browser.client.get("/account")
+        assert (page.status_code, page.text) == (status, text)
 
 
 def test_every_reason_is_documented() -> None:
@@ -791,6 +793,54 @@ def test_single_session_command(
     refresh = spark_platform.requests_for("grant")[-1]
     assert refresh.json is not None
     assert refresh.json["redirect_uri"] == "https://portal.example.com/callback"
+
+
+def test_a_personal_token_as_the_docs_configure_it(
+    make_app: AppFactory, spark_platform: SparkPlatform
+) -> None:
+    settings = dotenv_values(EXAMPLES / "personal_token.env")
+    assert settings == {"FLASK_SPARK_ACCESS_TOKEN": "<personal access token>"}
+    token = spark_platform.issue_tokens()["access_token"]
+    app = make_app(SPARK_ACCESS_TOKEN=token)
+    with app.app_context():
+        assert spark_api.get("/my/account")[0]["Id"] == spark_platform.accounts[0]["Id"]
+    assert spark_platform.requests_for("data")[0].auth_scheme == "Bearer"
+
+
+def test_openid_as_the_docs_configure_it(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    settings = dotenv_values(EXAMPLES / "openid.env")
+    config = {key.removeprefix("FLASK_"): value for key, value in settings.items()}
+    assert config == {"SPARK_AUTH_FLOW": "openid", "SPARK_OPENID_SCOPE": "openid profile email"}
+    app = make_app(**config)
+
+    @app.get("/who")
+    def who() -> Any:
+        return spark_account.name if spark_account else "nobody"
+
+    browser: Browser = browser_for(app)
+    assert browser.sign_in().status_code == 303
+    assert browser.client.get("/who").text == spark_platform.accounts[0]["Name"]
+    assert [r.path for r in spark_platform.requests_for("grant")] == ["/openid/token"]
+
+
+def test_the_async_view_example(
+    example: Callable[..., ModuleType],
+    make_app: AppFactory,
+    browser_for: Any,
+    spark_platform: SparkPlatform,
+) -> None:
+    app = make_app()
+    app.register_blueprint(example("async_views").bp)
+    browser: Browser = browser_for(app)
+    assert browser.client.get("/reports/mine").status_code == 302
+    assert browser.sign_in().status_code == 303
+    mine = browser.client.get("/reports/mine")
+    assert mine.status_code == 200
+    theirs = my_listings(spark_platform.accounts[0]["Id"])
+    assert theirs
+    assert mine.json == {"count": min(25, len(theirs))}
 
 
 # -- grants: jobs, operators, the app's own users, stores ---------------------------------------

@@ -193,6 +193,23 @@ def test_with_a_key_it_signs_in_at_the_configured_platform_with_redis_sessions(
     assert not (tmp_path / "secret_key").exists()  # SECRET_KEY came from the environment
 
 
+def test_agents_sign_in_with_openid_connect_when_the_settings_say_so(
+    apps: Callable[..., Flask],
+    spark_platform: SparkPlatform,
+    browser_for: Callable[[Flask], Browser],
+    tmp_path: Path,
+) -> None:
+    env = real_env(spark_platform, SPARK_AUTH_FLOW="openid")
+    app = apps({"INSTANCE_PATH": str(tmp_path)}, env)
+    browser = browser_for(app)
+    location = browser.start_login("/login?next=/dashboard")
+    assert urlsplit(location).path == "/openid/authorize"
+    callback, _ = browser.authorize(location)
+    assert browser.client.get(callback).status_code == 303
+    assert "Jane Agent" in browser.client.get("/dashboard").text
+    assert [r.path for r in spark_platform.requests_for("grant")] == ["/openid/token"]
+
+
 def test_with_a_vow_key_the_portals_sign_in_at_their_own_endpoint(
     apps: Callable[..., Flask],
     spark_platform: SparkPlatform,

@@ -87,7 +87,7 @@ class OpenIDProvider:
         return dict(KeySet(list(self._keys)).as_dict(private=False))
 
     @staticmethod
-    def discovery(platform_url: str) -> dict[str, Any]:
+    def discovery(platform_url: str, auth_methods: tuple[str, ...]) -> dict[str, Any]:
         """The discovery document (``/.well-known/openid-configuration``), as the
         platform's published copy lists it: no PKCE, no end-session endpoint."""
         return {
@@ -102,10 +102,7 @@ class OpenIDProvider:
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": list(SCOPES),
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_post",
-                "client_secret_basic",
-            ],
+            "token_endpoint_auth_methods_supported": list(auth_methods),
             "claims_supported": [
                 "sub",
                 "iss",

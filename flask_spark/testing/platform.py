@@ -42,6 +42,7 @@ class _Settings:
     replication_records: int
     replication_only: bool
     openid_claims_in_id_token: bool
+    openid_auth_methods: tuple[str, ...]
 
 
 class SparkPlatform:
@@ -79,6 +80,9 @@ class SparkPlatform:
     :param openid_claims_in_id_token: OpenID Connect id_tokens carry the standard claims
         (``name``, ``email``...); when false only ``sub`` and the protocol's own claims, so
         a client has to ask the userinfo endpoint.
+    :param openid_auth_methods: how the token endpoint takes the client's credentials, as
+        discovery lists them: ``client_secret_post`` and ``client_secret_basic`` (both,
+        by default, as the platform's published copy lists them).
     :param clock: the platform's clock for code and token expiry and the rate limiter;
         ``time.time`` by default, injectable to test expiry without sleeping.
     """
@@ -101,6 +105,7 @@ class SparkPlatform:
         replication_records: int | None = None,
         replication_only: bool = False,
         openid_claims_in_id_token: bool = True,
+        openid_auth_methods: Iterable[str] = ("client_secret_post", "client_secret_basic"),
         clock: Callable[[], float] = time.time,
     ) -> None:
         from .routes import Router
@@ -124,6 +129,7 @@ class SparkPlatform:
             ),
             replication_only=replication_only,
             openid_claims_in_id_token=openid_claims_in_id_token,
+            openid_auth_methods=tuple(openid_auth_methods),
         )
         self._validate(self._initial)
         self._lock = threading.RLock()
@@ -323,6 +329,16 @@ class SparkPlatform:
     @openid_claims_in_id_token.setter
     def openid_claims_in_id_token(self, value: bool) -> None:
         self._set(openid_claims_in_id_token=bool(value))
+
+    @property
+    def openid_auth_methods(self) -> tuple[str, ...]:
+        """How the OpenID token endpoint takes client credentials (``client_secret_post``,
+        ``client_secret_basic``); a request that uses another is ``invalid_client``."""
+        return tuple(self._setting("openid_auth_methods"))
+
+    @openid_auth_methods.setter
+    def openid_auth_methods(self, value: Iterable[str]) -> None:
+        self._set(openid_auth_methods=tuple(value))
 
     # -- OpenID Connect ---------------------------------------------------------------
 
@@ -624,6 +640,7 @@ class SparkPlatform:
                 changes=changes,
                 signing=signing,
             )
+            self._issued.add(answer["id_token"])
             return status, answer
 
     def _userinfo(self, access_token: str | None) -> dict[str, Any] | None:

@@ -449,18 +449,25 @@ class Router:
     # -- OpenID Connect ---------------------------------------------------------------
 
     def _discovery(self, request: Request) -> Response:
-        return json_response(200, self.platform._openid.discovery(self.platform.platform_url))
+        platform = self.platform
+        return json_response(
+            200, platform._openid.discovery(platform.platform_url, platform.openid_auth_methods)
+        )
 
     def _jwks(self, request: Request) -> Response:
         return json_response(200, self.platform._openid.jwks())
 
-    @staticmethod
-    def _client_credentials(request: Request) -> tuple[str, str]:
+    def _client_credentials(self, request: Request) -> tuple[str, str]:
         """The client's id and secret, from ``client_secret_basic`` or the form
-        (``client_secret_post``)."""
+        (``client_secret_post``), whichever the platform takes; none otherwise."""
+        methods = self.platform.openid_auth_methods
         auth = request.authorization
         if auth is not None and auth.type == "basic":
+            if "client_secret_basic" not in methods:
+                return "", ""
             return auth.username or "", auth.password or ""
+        if "client_secret_post" not in methods:
+            return "", ""
         return request.form.get("client_id", ""), request.form.get("client_secret", "")
 
     def _openid_token(self, request: Request) -> Response:
