@@ -632,9 +632,12 @@ class SQLGrantStore:
                     if taken:
                         return 0.0
                     continue
-                made = conn.execute(
-                    sa.select(sa.func.count()).where(r.bucket == bucket, r.slot < limit)
+                # Slots are numbered from 0 as they are made: the next one's number is
+                # how many there are (read off the primary key's index).
+                highest = conn.execute(
+                    sa.select(sa.func.max(r.slot)).where(r.bucket == bucket, r.slot < limit)
                 ).scalar_one()
+                made = 0 if highest is None else int(highest) + 1
                 if made >= limit:
                     return max(float(rows[0].used_at) + window - now, 1e-3)
                 # Room, and no slot to reuse: make the next one (slots are made as the
