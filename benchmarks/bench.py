@@ -559,12 +559,9 @@ def replication(control: Any, redis_server: RedisServer, ca_file: str, records: 
     app.extensions["spark"].tokens.store.close()
 
 
-def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: float) -> None:
-    """50 requests of one session on gunicorn (3 workers x 8 threads, grants in Redis),
-    released together: with a fresh token, and right after it expired."""
-    from tests.gunicorn_server import GunicornServer
-    from tests.http_browser import CookieBrowser
-
+def portal_env(control: Any, redis_server: RedisServer, **extra: Any) -> dict[str, str]:
+    """The environment of ``tests.portal_app`` on gunicorn, pointed at the simulator and
+    the benchmark's Redis; ``extra`` keys become ``FLASK_<key>`` (as JSON)."""
     client_id, client_secret = control.client()
     env = {
         "FLASK_SECRET_KEY": "bench",
@@ -574,10 +571,19 @@ def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: flo
         "FLASK_SPARK_API_URL": control.url(),
         "FLASK_SPARK_CA_CERTS": control.ca_file(),
         "FLASK_SPARK_USER_AGENT": USER_AGENT,
-        "FLASK_SPARK_RATE_LIMIT": str(UNREACHED_LIMIT),
-        "FLASK_SPARK_RATE_WINDOW": "1",
         "PORTAL_REDIS_URL": redis_server.url,
     }
+    env.update({f"FLASK_{key}": json.dumps(value) for key, value in extra.items()})
+    return env
+
+
+def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: float) -> None:
+    """50 requests of one session on gunicorn (3 workers x 8 threads, grants in Redis),
+    released together: with a fresh token, and right after it expired."""
+    from tests.gunicorn_server import GunicornServer
+    from tests.http_browser import CookieBrowser
+
+    env = portal_env(control, redis_server, SPARK_RATE_LIMIT=UNREACHED_LIMIT, SPARK_RATE_WINDOW=1)
     server = GunicornServer(env, workers=3, threads=8)
     control.register_redirect_uri(f"{server.url}/callback")
     server.start()
@@ -625,21 +631,9 @@ def rate_budget(
 
     rate = 2 * limit / window
     control.set_rate_limit(limit, window)
-    client_id, client_secret = control.client()
     rows = []
     for label, budget in (("without the budget", None), ("with the shared budget", limit)):
-        env = {
-            "FLASK_SECRET_KEY": "bench",
-            "FLASK_SPARK_CLIENT_ID": client_id,
-            "FLASK_SPARK_CLIENT_SECRET": client_secret,
-            "FLASK_SPARK_PLATFORM_URL": control.url(),
-            "FLASK_SPARK_API_URL": control.url(),
-            "FLASK_SPARK_CA_CERTS": control.ca_file(),
-            "FLASK_SPARK_USER_AGENT": USER_AGENT,
-            "FLASK_SPARK_RATE_LIMIT": json.dumps(budget),
-            "FLASK_SPARK_RATE_WINDOW": json.dumps(window),
-            "PORTAL_REDIS_URL": redis_server.url,
-        }
+        env = portal_env(control, redis_server, SPARK_RATE_LIMIT=budget, SPARK_RATE_WINDOW=window)
         server = GunicornServer(env, workers=3, threads=8)
         control.register_redirect_uri(f"{server.url}/callback")
         time.sleep(window + 1)  # the platform's window empties of earlier calls

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import logging
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -188,6 +189,32 @@ def in_request(app: Flask, browser: Browser, fn: Callable[[], Any]) -> Any:
     app.config["PROBES"].append((fn, result))
     assert browser.client.get("/probe").status_code == 200
     return result[0]
+
+
+def same_session_burst(app: Flask, cookie: str, size: int, path: str = "/account") -> list[int]:
+    """``size`` requests of one session to ``path`` from as many threads, released
+    together; their statuses."""
+    clients = []
+    for _ in range(size):
+        client = app.test_client()
+        client.set_cookie("session", cookie)
+        clients.append(client)
+    barrier = threading.Barrier(size)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def hit(client: Any) -> None:
+        barrier.wait()
+        status = client.get(path).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=hit, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
 
 
 def grant_of(app: Flask, client: FlaskClient, scope: str = "idx") -> Any:

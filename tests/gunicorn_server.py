@@ -13,7 +13,7 @@ from typing import Any
 
 import urllib3
 
-from flask_spark.testing import SparkPlatform
+from flask_spark.testing import Fault, SparkPlatform
 
 from .redis_server import RedisServer, free_port
 
@@ -102,6 +102,47 @@ def portal_env(platform: SparkPlatform, redis_server: RedisServer, **extra: Any)
         {f"FLASK_{k}": v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()}
     )
     return env
+
+
+def start_portals(
+    platform: SparkPlatform,
+    env: dict[str, Any],
+    running: list[GunicornServer],
+    count: int = 1,
+) -> list[GunicornServer]:
+    """Start ``count`` portals of 3 workers x 8 threads on ``env``, their callbacks
+    registered with ``platform``; each is added to ``running`` (the ``servers``
+    fixture's list, which stops them and checks their logs)."""
+    made = [GunicornServer(env, workers=3, threads=8) for _ in range(count)]
+    platform.register_client(
+        platform.client_id, platform.client_secret, [f"{s.url}/callback" for s in made]
+    )
+    for server in made:
+        server.start()
+        running.append(server)
+    return made
+
+
+def bursts_at_expiry(
+    platform: SparkPlatform,
+    http: urllib3.PoolManager,
+    url: str,
+    headers: dict[str, str],
+    rounds: int = 5,
+    size: int = 16,
+) -> tuple[int, list[int]]:
+    """``rounds`` times: expire every token, slow the next refresh by 0.1 s, and send
+    ``size`` requests to ``url`` at once. Returns how many were served and the refreshes
+    the platform saw in each round."""
+    served, refreshes = 0, []
+    for _ in range(rounds):
+        before = platform.stats.refreshes
+        platform.expire_all()
+        platform.add_fault(Fault("grant", "delay", delay=0.1))
+        statuses = burst(http, [url] * size, headers)
+        served += statuses.count(200)
+        refreshes.append(platform.stats.refreshes - before)
+    return served, refreshes
 
 
 def burst(http: urllib3.PoolManager, urls: list[str], headers: dict[str, str]) -> list[int]:

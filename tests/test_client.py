@@ -18,7 +18,7 @@ from flask_spark import (
 )
 from flask_spark.testing import Fault, SparkPlatform
 
-from .conftest import AppFactory, Browser, grant_of
+from .conftest import AppFactory, Browser, grant_of, same_session_burst
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
@@ -313,32 +313,6 @@ def test_connections_are_pooled_and_kept_alive(app: Flask, browser: Browser) -> 
     pools = list(manager.pools._container.values())
     assert len(pools) == 1
     assert pools[0].num_connections == 1
-
-
-def same_session_burst(app: Flask, cookie: str, size: int) -> list[int]:
-    """``size`` requests of one session to /account from as many threads, released
-    together; their statuses."""
-    clients = []
-    for _ in range(size):
-        client = app.test_client()
-        client.set_cookie("session", cookie)
-        clients.append(client)
-    barrier = threading.Barrier(size)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def hit(client: Any) -> None:
-        barrier.wait()
-        status = client.get("/account").status_code
-        with lock:
-            statuses.append(status)
-
-    threads = [threading.Thread(target=hit, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return statuses
 
 
 def test_same_session_burst_refreshes_once(

@@ -13,7 +13,14 @@ import urllib3
 
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
-from .gunicorn_server import ROOT, GunicornServer, burst, portal_env
+from .gunicorn_server import (
+    ROOT,
+    GunicornServer,
+    burst,
+    bursts_at_expiry,
+    portal_env,
+    start_portals,
+)
 from .http_browser import CookieBrowser
 from .redis_server import RedisServer
 from .store_fixtures import clean_store_url
@@ -37,14 +44,7 @@ def start(
     count: int = 1,
 ) -> list[GunicornServer]:
     env = portal_env(platform, redis_server, SPARK_GRANT_STORE=store_url)
-    made = [GunicornServer(env, workers=3, threads=8) for _ in range(count)]
-    platform.register_client(
-        platform.client_id, platform.client_secret, [f"{s.url}/callback" for s in made]
-    )
-    for server in made:
-        server.start()
-        running.append(server)
-    return made
+    return start_portals(platform, env, running, count)
 
 
 def test_bursts_of_one_browser_refresh_once_per_expiry(
@@ -58,14 +58,7 @@ def test_bursts_of_one_browser_refresh_once_per_expiry(
     browser = CookieBrowser(http)
     browser.sign_in(server.url)
     headers = {"Cookie": f"session={browser.cookie}"}
-    served, refreshes = 0, []
-    for _ in range(5):
-        before = spark_platform.stats.refreshes
-        spark_platform.expire_all()
-        spark_platform.add_fault(Fault("grant", "delay", delay=0.1))
-        statuses = burst(http, [f"{server.url}/account"] * 16, headers)
-        served += statuses.count(200)
-        refreshes.append(spark_platform.stats.refreshes - before)
+    served, refreshes = bursts_at_expiry(spark_platform, http, f"{server.url}/account", headers)
     assert (served, refreshes) == (80, [1, 1, 1, 1, 1])
     assert spark_platform.stats.rejected_refreshes == 0
 

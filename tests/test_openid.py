@@ -5,7 +5,6 @@ through the OpenID endpoints, and single flight at expiry."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +14,7 @@ from flask import Flask, jsonify
 from flask_spark import spark_account, spark_api
 from flask_spark.testing import ACCOUNTS, Fault, SparkPlatform
 
-from .conftest import AppFactory, Browser
+from .conftest import AppFactory, Browser, same_session_burst
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
@@ -173,25 +172,6 @@ def test_refresh_and_sign_out_go_through_the_openid_endpoints(
     assert stored_grants(app) == []
 
 
-def burst(app: Flask, cookie: str, size: int) -> list[int]:
-    """``size`` requests of one browser to ``/api-account``, released together."""
-    barrier = threading.Barrier(size)
-    statuses: list[int] = []
-
-    def hit() -> None:
-        client = app.test_client()
-        client.set_cookie("session", cookie)
-        barrier.wait()
-        statuses.append(client.get("/api-account").status_code)
-
-    threads = [threading.Thread(target=hit) for _ in range(size)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
-
-
 def test_a_burst_at_expiry_refreshes_once(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
@@ -202,7 +182,7 @@ def test_a_burst_at_expiry_refreshes_once(
         before = spark_platform.stats.refreshes
         spark_platform.expire_all()
         spark_platform.add_fault(Fault("grant", "delay", delay=0.1))
-        assert burst(app, cookie.value, 16) == [200] * 16
+        assert same_session_burst(app, cookie.value, 16, "/api-account") == [200] * 16
         assert spark_platform.stats.refreshes - before == 1
     assert spark_platform.stats.rejected_refreshes == 0
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import urllib3
 
-from flask_spark.testing import Fault, SparkPlatform
+from flask_spark.testing import SparkPlatform
 
-from .gunicorn_server import GunicornServer, burst, portal_env
+from .gunicorn_server import GunicornServer, bursts_at_expiry, portal_env, start_portals
 from .http_browser import CookieBrowser
 from .redis_server import RedisServer
 from .store_fixtures import clean_store_url
@@ -33,23 +33,11 @@ def test_bursts_of_one_browser_refresh_once_per_expiry(
         SPARK_GRANT_STORE=clean_store_url(request, kind),
         SPARK_AUTH_FLOW="openid",
     )
-    server = GunicornServer(env, workers=3, threads=8)
-    spark_platform.register_client(
-        spark_platform.client_id, spark_platform.client_secret, [f"{server.url}/callback"]
-    )
-    server.start()
-    servers.append(server)
+    [server] = start_portals(spark_platform, env, servers)
     browser = CookieBrowser(http)
     browser.sign_in(server.url)
     headers = {"Cookie": f"session={browser.cookie}"}
-    served, refreshes = 0, []
-    for _ in range(5):
-        before = spark_platform.stats.refreshes
-        spark_platform.expire_all()
-        spark_platform.add_fault(Fault("grant", "delay", delay=0.1))
-        statuses = burst(http, [f"{server.url}/account"] * 16, headers)
-        served += statuses.count(200)
-        refreshes.append(spark_platform.stats.refreshes - before)
+    served, refreshes = bursts_at_expiry(spark_platform, http, f"{server.url}/account", headers)
     assert (served, refreshes) == (80, [1, 1, 1, 1, 1])
     assert spark_platform.stats.rejected_refreshes == 0
     assert {r.path for r in spark_platform.requests_for("grant")} == {"/openid/token"}

@@ -9,7 +9,7 @@ import urllib3
 
 from flask_spark.testing import SparkPlatform
 
-from .gunicorn_server import GunicornServer, burst, portal_env
+from .gunicorn_server import GunicornServer, burst, portal_env, start_portals
 from .http_browser import CookieBrowser
 from .redis_server import RedisServer
 from .store_fixtures import clean_store_url
@@ -34,12 +34,7 @@ def test_gunicorn_workers_share_one_budget(
         SPARK_RATE_WINDOW=300,
         SPARK_MAX_RETRY_WAIT=0,
     )
-    server = GunicornServer(env, workers=3, threads=8)
-    spark_platform.register_client(
-        spark_platform.client_id, spark_platform.client_secret, [f"{server.url}/callback"]
-    )
-    server.start()
-    servers.append(server)
+    [server] = start_portals(spark_platform, env, servers)
     browser = CookieBrowser(http)
     browser.sign_in(server.url)  # the account read: 1 of 10
 
