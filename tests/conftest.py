@@ -217,6 +217,17 @@ def same_session_burst(app: Flask, cookie: str, size: int, path: str = "/account
     return statuses
 
 
+def app_with_pair(make_app: AppFactory, pair: dict[str, Any], **config: Any) -> Flask:
+    """An app on single-session keys (the token ``pair``): calls in an app context, no
+    sign-in needed."""
+    return make_app(
+        SPARK_ACCESS_TOKEN=pair["access_token"],
+        SPARK_REFRESH_TOKEN=pair["refresh_token"],
+        SPARK_REDIRECT_URI="http://localhost/callback",
+        **config,
+    )
+
+
 def grant_of(app: Flask, client: FlaskClient, scope: str = "idx") -> Any:
     """The grant a test client's browser session is bound to for ``scope`` (or ``None``),
     read fresh from the grant store."""

@@ -15,21 +15,11 @@ from flask_spark.rate_budget import PUBLISHED_LIMITS, RateBudget
 from flask_spark.stores import store_from_url
 from flask_spark.testing import SparkPlatform
 
-from .conftest import AppFactory, Browser, add_probe, in_request
+from .conftest import AppFactory, Browser, add_probe, app_with_pair, in_request
 from .redis_server import free_port
 from .store_fixtures import clean_store_url
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
-
-
-def app_with_pair(make_app: AppFactory, pair: dict[str, Any], **config: Any) -> Flask:
-    """An app on single-session keys: calls in an app context, no sign-in needed."""
-    return make_app(
-        SPARK_ACCESS_TOKEN=pair["access_token"],
-        SPARK_REFRESH_TOKEN=pair["refresh_token"],
-        SPARK_REDIRECT_URI="http://localhost/callback",
-        **config,
-    )
 
 
 def calls(app: Flask, count: int) -> list[Any]:

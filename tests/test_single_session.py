@@ -5,23 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from flask_spark import ReauthenticationRequired, spark_api
 from flask_spark.testing import SparkPlatform
 
-from .conftest import AppFactory
+from .conftest import AppFactory, app_with_pair
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
-
-
-def app_with_pair(make_app: AppFactory, pair: dict[str, Any], **config: Any) -> Flask:
-    return make_app(
-        SPARK_ACCESS_TOKEN=pair["access_token"],
-        SPARK_REFRESH_TOKEN=pair["refresh_token"],
-        SPARK_REDIRECT_URI="http://localhost/callback",
-        **config,
-    )
 
 
 @pytest.mark.parametrize("session_type", ["redis", "cachelib"])
