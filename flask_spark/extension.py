@@ -162,7 +162,14 @@ class Spark:
             config.timeout, config.ca_certs, config.pool_size, config.max_response_bytes
         )
         budget = None
-        if config.rate_limit is not None:
+        if config.rate_limit is not None and not callable(getattr(store.inner, "spend", None)):
+            warnings.warn(
+                f"{type(store.inner).__name__} has no spend(): the shared rate budget is off "
+                "(give the store spend() to share it, or set SPARK_RATE_LIMIT = None)",
+                SparkWarning,
+                stacklevel=2,
+            )
+        elif config.rate_limit is not None:
             budget = RateBudget(
                 store,
                 config.client_id,
@@ -321,12 +328,20 @@ def _store_for(app: Flask, config: SparkConfig) -> GrantStore:
 
 def _default_handler(error: SparkError) -> Any:
     """Not signed in: to the sign-in page (or 401). Platform, rate limit or store down:
-    a 503 page with ``Retry-After``. Anything else goes on as if unhandled (Flask answers
-    500), as it did before this handler existed."""
+    a 503 page with ``Retry-After``. Anything else goes to the app's handler for a class
+    above SparkError if it has one, else on as unhandled (Flask answers 500)."""
     if isinstance(error, NotSignedIn):
         return unauthorized()
     if isinstance(error, PlatformUnavailable | RateLimited | StoreUnavailable):
         return unavailable(error)
+    # What Flask would have picked without this handler: the app's own for a class above
+    # SparkError (such as Exception), else none (a 500).
+    handlers = current_app.error_handler_spec.get(None, {}).get(None, {})
+    mro = type(error).__mro__
+    for cls in mro[mro.index(SparkError) + 1 :]:
+        handler = handlers.get(cls)
+        if handler is not None:
+            return current_app.ensure_sync(handler)(error)
     raise error
 
 

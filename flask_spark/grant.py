@@ -163,7 +163,7 @@ class GrantClient:
         headers = {
             "Accept": "application/json",
             "X-SparkApi-User-Agent": self.config.user_agent,
-            "Authorization": authorization(access_token),
+            "Authorization": authorization(access_token, self.config.token_scheme),
         }
         reply = self.transport.request(
             "GET",
@@ -194,7 +194,7 @@ class GrantClient:
             return False
         url = f"{self.config.api_url}/v1/oauth2/token/{quote(access_token, safe='')}"
         headers = dict(self._headers)
-        headers["Authorization"] = authorization(access_token)
+        headers["Authorization"] = authorization(access_token, self.config.token_scheme)
         try:
             reply = self.transport.request(
                 "DELETE", url, headers=headers, max_bytes=GRANT_ANSWER_LIMIT

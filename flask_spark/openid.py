@@ -53,7 +53,6 @@ _AT_HASH = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 _CLAIM_REASONS = {
     "iss": "issuer",
     "aud": "audience",
-    "azp": "audience",
     "nonce": "nonce",
     "sub": "subject",
     "exp": "expired",
@@ -122,7 +121,9 @@ class OpenIDClient(GrantClient):
             if found.get(name) is not None:
                 self._check_endpoint(found.get(name), name)
         with self._lock:
-            self._metadata, self._metadata_at = found, time.time()
+            # The key set is read again with the document: keys the platform removed are
+            # not trusted for longer than DISCOVERY_TTL, and a new jwks_uri is followed.
+            self._metadata, self._metadata_at, self._keys = found, time.time(), None
         return found
 
     def _check_endpoint(self, value: Any, name: str) -> None:
@@ -156,10 +157,11 @@ class OpenIDClient(GrantClient):
         return found
 
     def _key_set(self, *, again: bool = False) -> KeySet:
+        jwks_uri = str(self.metadata()["jwks_uri"])
         with self._lock:
             if self._keys is not None and not again:
                 return self._keys
-        document = self._get_json(str(self.metadata()["jwks_uri"]), "key set")
+        document = self._get_json(jwks_uri, "key set")
         try:
             keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError):
@@ -198,11 +200,11 @@ class OpenIDClient(GrantClient):
         :raises GrantError: the platform refused the code.
         :raises PlatformUnavailable: the platform could not be reached or answered garbage.
         """
+        if nonce is None:  # a sign-in started before the app switched to OpenID
+            raise IdTokenRejected("nonce")
         answer = self._token_answer(self._exchange_payload(code, redirect_uri), None, True)
         tokens = answer.tokens
         try:
-            if nonce is None:  # a sign-in started before the app switched to OpenID
-                raise IdTokenRejected("nonce")
             claims = self.verify(answer.data.get("id_token"), nonce, tokens.access_token)
             if not any(claims.get(name) for name in _PROFILE_CLAIMS):
                 claims = {**self._userinfo(tokens.access_token, claims["sub"]), **claims}
@@ -251,12 +253,16 @@ class OpenIDClient(GrantClient):
             raise IdTokenRejected(_CLAIM_REASONS.get(str(exc.claim), "malformed")) from None
         except JoseError:
             raise IdTokenRejected("malformed") from None
+        # Exactly, not "among": a list holding the right issuer or nonce is no match, and
+        # an id_token shared with other audiences is not for this client alone.
+        if claims["iss"] != metadata["issuer"]:
+            raise IdTokenRejected("issuer")
+        if claims["nonce"] != nonce:
+            raise IdTokenRejected("nonce")
         audience = claims["aud"]
-        if (
-            isinstance(audience, list)
-            and len(audience) > 1
-            and claims.get("azp") != self.config.client_id
-        ):
+        if (audience if isinstance(audience, list) else [audience]) != [self.config.client_id]:
+            raise IdTokenRejected("audience")
+        if "azp" in claims and claims["azp"] != self.config.client_id:
             raise IdTokenRejected("audience")
         subject = claims["sub"]
         if not isinstance(subject, str) or not ACCOUNT_ID_RE.fullmatch(subject):
@@ -293,13 +299,22 @@ class OpenIDClient(GrantClient):
             raise IdTokenRejected("subject")
         return found
 
-    def _authenticated(self, fields: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-        """``fields`` and the headers of a form POST that authenticates the client as
-        the platform advertises: ``client_secret_basic`` when listed (or nothing is),
-        else ``client_secret_post``; never both."""
-        methods = self.metadata().get("token_endpoint_auth_methods_supported") or [
-            "client_secret_basic"
-        ]
+    def _authenticated(
+        self, fields: dict[str, str], endpoint: str = "token"
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """``fields`` and the headers of a form POST to ``endpoint`` (``"token"`` or
+        ``"revocation"``) that authenticates the client as the platform advertises for
+        it: ``client_secret_basic`` when listed (or nothing is), else
+        ``client_secret_post``; never both.
+
+        :raises PlatformUnavailable: the platform lists neither.
+        """
+        metadata = self.metadata()
+        methods = (
+            metadata.get(f"{endpoint}_endpoint_auth_methods_supported")
+            or metadata.get("token_endpoint_auth_methods_supported")
+            or ["client_secret_basic"]
+        )
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
@@ -307,8 +322,13 @@ class OpenIDClient(GrantClient):
         fields = {k: v for k, v in fields.items() if k not in {"client_id", "client_secret"}}
         if "client_secret_basic" in methods:
             headers["Authorization"] = _basic(self.config.client_id, self.config.client_secret)
-        else:
+        elif "client_secret_post" in methods:
             fields.update(client_id=self.config.client_id, client_secret=self.config.client_secret)
+        else:
+            raise PlatformUnavailable(
+                f"The platform's {endpoint} endpoint takes no client authentication "
+                "Flask-Spark speaks (client_secret_basic, client_secret_post)"
+            )
         return fields, headers
 
     def _token_request(self, payload: dict[str, str]) -> Reply:
@@ -335,7 +355,9 @@ class OpenIDClient(GrantClient):
             endpoint = self.metadata().get("revocation_endpoint")
             if not isinstance(endpoint, str):
                 return False
-            fields, headers = self._authenticated({"token": token, "token_type_hint": hint})
+            fields, headers = self._authenticated(
+                {"token": token, "token_type_hint": hint}, "revocation"
+            )
             reply = self.transport.request(
                 "POST",
                 endpoint,

@@ -296,6 +296,7 @@ class TokenManager:
             replaced is not None
             and replaced.access_token
             and replaced.access_token != grant.access_token
+            and replaced.refresh_token != grant.refresh_token
             and not self.grants.revoke(replaced.access_token, replaced.refresh_token)
         ):
             log.warning("Flexmls did not confirm revoking the grant a new sign-in replaced")

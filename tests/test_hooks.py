@@ -117,3 +117,22 @@ def test_without_an_apps_handler_the_defaults_answer_and_others_stay_500(
     assert browser.client.get("/busy").headers["Retry-After"] == "7"
     assert browser.sign_in().status_code == 303
     assert browser.client.get("/missing").status_code == 500  # a SparkAPIError: the app's
+
+
+def test_an_apps_exception_handler_still_gets_the_errors_spark_leaves_alone(
+    make_app: AppFactory, browser_for: Any
+) -> None:
+    app = make_app()
+
+    @app.get("/missing")
+    def missing() -> Any:
+        return jsonify(spark_api.get("/listings/20000000000000000000000000"))
+
+    @app.errorhandler(Exception)
+    def any_error(error: Exception) -> Any:
+        return f"caught {type(error).__name__}", 500
+
+    browser: Browser = browser_for(app)
+    assert browser.client.get("/missing").status_code == 302  # NotSignedIn: Spark's page
+    assert browser.sign_in().status_code == 303
+    assert browser.client.get("/missing").text == "caught SparkAPIError"

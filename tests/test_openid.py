@@ -196,3 +196,22 @@ def test_discovery_down_at_login_is_a_clear_page_and_files_nothing(
     assert page.status_code == 502
     assert "could not be reached" in page.text
     assert spark_platform.stats.authorizations == 0
+
+
+def test_an_issuer_nonce_or_audience_among_others_is_no_match(
+    app: Flask, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    issuer, client = spark_platform.platform_url, spark_platform.client_id
+    cases = [
+        ({"iss": [issuer, "https://elsewhere.example"]}, "issuer"),
+        ({"aud": [client, "another-client"], "azp": client}, "audience"),
+        ({"azp": "another-client"}, "audience"),
+    ]
+    for claims, check in cases:
+        browser: Browser = browser_for(app)
+        callback, _ = browser.authorize(browser.start_login())
+        spark_platform.add_fault(Fault("grant", "id_token", claims=claims))
+        page = browser.client.get(callback)
+        assert page.status_code == 502
+        assert f"The check that failed: {check}" in page.text
+    assert stored_grants(app) == []

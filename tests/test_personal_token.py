@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from flask_spark import ReauthenticationRequired, spark_api
@@ -44,3 +46,15 @@ def test_a_refused_personal_token_is_never_refreshed(
     assert token not in str(info.value)
     assert spark_platform.stats.grant_calls == 0
     assert len(spark_platform.requests_for("data")) == 1  # no retry either
+
+
+def test_the_token_scheme_setting_reaches_every_call_of_a_sign_in(
+    make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    app = make_app(SPARK_TOKEN_SCHEME="Bearer")
+    browser = browser_for(app)
+    assert browser.sign_in().status_code == 303  # its /my/account read
+    with app.app_context():
+        token = next(iter(app.extensions["spark"].extension.grants.list()))
+    assert token
+    assert {r.auth_scheme for r in spark_platform.requests_for("data")} == {"Bearer"}

@@ -223,3 +223,21 @@ def test_with_the_store_down_calls_go_through_uncounted_and_say_so(
         "until it does"
     )
     assert warnings == [uncounted]
+
+
+def test_a_store_of_the_apps_own_without_spend_turns_the_budget_off_with_a_warning(
+    make_app: AppFactory, spark_platform: SparkPlatform
+) -> None:
+    from flask_spark import Spark, SparkWarning
+    from flask_spark.stores import MemoryGrantStore
+
+    class OlderStore(MemoryGrantStore):
+        """A store written before the protocol had spend()."""
+
+        spend = None  # type: ignore[assignment]
+
+    pair = spark_platform.issue_tokens()
+    with pytest.warns(SparkWarning, match="no spend"):
+        app = app_with_pair(make_app, pair, spark=Spark(grant_store=OlderStore()))
+    assert app.extensions["spark"].budget is None
+    assert calls(app, 2) == [spark_platform.accounts[0]["Name"]] * 2
