@@ -113,6 +113,15 @@ class GrantStore:
                 self.issued.add(value)
                 return value
 
+    def authenticate_client(self, client_id: str, client_secret: str) -> Client | None:
+        """The client ``client_id`` if ``client_secret`` is its secret, else ``None``."""
+        client = self.clients.get(client_id)
+        if client is None or not hmac.compare_digest(
+            client_secret.encode(), client.client_secret.encode()
+        ):
+            return None
+        return client
+
     def issue_code(
         self,
         client_id: str,
@@ -245,9 +254,10 @@ class GrantStore:
         for name in ("client_id", "client_secret", "redirect_uri", "code", "refresh_token"):
             if name in body and not isinstance(body[name], str):
                 return _error(400, "invalid_request", f"Parameter {name} must be a string")
-        client = self.clients.get(body.get("client_id") or "")
-        secret = str(body.get("client_secret") or "").encode()
-        if client is None or not hmac.compare_digest(secret, client.client_secret.encode()):
+        client = self.authenticate_client(
+            body.get("client_id") or "", str(body.get("client_secret") or "")
+        )
+        if client is None:
             return _error(401, "invalid_client", "Client authentication failed")
         redirect_uri = body.get("redirect_uri")
         if exchange:

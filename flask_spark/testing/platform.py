@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hmac
 import math
 import threading
 import time
@@ -655,10 +654,7 @@ class SparkPlatform:
         """RFC 7009: revoke the grant of an access or refresh token of the client; ``None``
         when the client did not authenticate, else whether there was such a grant."""
         with self._lock:
-            client = self._store.clients.get(client_id)
-            if client is None or not hmac.compare_digest(
-                client_secret.encode(), client.client_secret.encode()
-            ):
+            if self._store.authenticate_client(client_id, client_secret) is None:
                 return None
             grant = self._store.by_access.get(token) or self._store.by_refresh.get(token)
             if grant is None or grant.client_id != client_id:
