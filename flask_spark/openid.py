@@ -32,13 +32,14 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import KeySet
+from joserfc.jwt import ClaimsOption
 
 from .config import SparkConfig, is_loopback_host
 from .errors import IdTokenRejected, PlatformUnavailable
 from .grant import ACCOUNT_ID_RE, GRANT_ANSWER_LIMIT, GrantClient
 from .rate_budget import RateBudget
 from .stores.base import Tokens
-from .token_format import is_token
+from .token_format import authorization, is_token
 from .transport import Reply, Transport
 
 #: Seconds the discovery document is kept before it is read again.
@@ -144,10 +145,15 @@ class OpenIDClient(GrantClient):
         if not (secure or local):
             raise PlatformUnavailable(f"The OpenID discovery document's {name} is not https")
 
-    def _get_json(self, url: str, what: str) -> dict[str, Any]:
-        reply = self.transport.request(
-            "GET", url, headers={"Accept": "application/json"}, max_bytes=METADATA_LIMIT
-        )
+    def _get_json(self, url: str, what: str, authorization: str | None = None) -> dict[str, Any]:
+        """The JSON object at ``url`` (``what`` names it in the error).
+
+        :raises PlatformUnavailable: no 200 with a JSON object.
+        """
+        headers = {"Accept": "application/json"}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        reply = self.transport.request("GET", url, headers=headers, max_bytes=METADATA_LIMIT)
         try:
             found = reply.json() if reply.status == 200 else None
         except ValueError:
@@ -236,15 +242,18 @@ class OpenIDClient(GrantClient):
         except (JoseError, ValueError, TypeError, KeyError):
             raise IdTokenRejected("malformed") from None
         claims = dict(token.claims)
-        options: dict[str, Any] = {
-            "iss": {"essential": True, "value": metadata["issuer"]},
-            "sub": {"essential": True},
-            "aud": {"essential": True, "value": self.config.client_id},
-            "exp": {"essential": True},
-            "iat": {"essential": True},
-            "nonce": {"essential": True, "value": nonce},
-        }
-        registry = jwt.JWTClaimsRegistry(leeway=int(self.config.openid_leeway), **options)
+        # joserfc checks that each is there, of its type, and the times; the values are
+        # compared below, exactly.
+        essential: ClaimsOption = {"essential": True}
+        registry = jwt.JWTClaimsRegistry(
+            leeway=int(self.config.openid_leeway),
+            iss=essential,
+            sub=essential,
+            aud=essential,
+            exp=essential,
+            iat=essential,
+            nonce=essential,
+        )
         try:
             registry.validate(claims)
         except ExpiredTokenError:
@@ -253,8 +262,9 @@ class OpenIDClient(GrantClient):
             raise IdTokenRejected(_CLAIM_REASONS.get(str(exc.claim), "malformed")) from None
         except JoseError:
             raise IdTokenRejected("malformed") from None
-        # Exactly, not "among": a list holding the right issuer or nonce is no match, and
-        # an id_token shared with other audiences is not for this client alone.
+        # Exactly, not "among" (as joserfc's value check would): a list holding the right
+        # issuer or nonce is no match, and an id_token shared with other audiences is not
+        # for this client alone.
         if claims["iss"] != metadata["issuer"]:
             raise IdTokenRejected("issuer")
         if claims["nonce"] != nonce:
@@ -283,18 +293,7 @@ class OpenIDClient(GrantClient):
         endpoint = self.metadata().get("userinfo_endpoint")
         if not isinstance(endpoint, str):
             raise PlatformUnavailable("The id_token has no claims and there is no userinfo")
-        reply = self.transport.request(
-            "GET",
-            endpoint,
-            headers={"Accept": "application/json", "Authorization": f"Bearer {access_token}"},
-            max_bytes=METADATA_LIMIT,
-        )
-        try:
-            found = reply.json() if reply.status == 200 else None
-        except ValueError:
-            found = None
-        if not isinstance(found, dict):
-            raise PlatformUnavailable(f"The userinfo endpoint answered HTTP {reply.status}")
+        found = self._get_json(endpoint, "userinfo", authorization(access_token, "Bearer"))
         if found.get("sub") != subject:
             raise IdTokenRejected("subject")
         return found
