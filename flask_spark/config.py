@@ -161,14 +161,20 @@ def _check_base_url(key: str, value: Any, allow_http_loopback: bool) -> str:
         raise ConfigurationError(key, "has no host")
     if parts.query or parts.fragment:
         raise ConfigurationError(key, "must not have a query or fragment")
-    if parts.scheme == "http" and allow_http_loopback:
-        if not is_loopback_host(host):
-            raise ConfigurationError(key, "http is allowed for loopback hosts only")
-    elif parts.scheme != "https":
-        raise ConfigurationError(
-            key, "must use https (SPARK_ALLOW_HTTP_LOOPBACK allows http on loopback hosts)"
-        )
+    problem = scheme_problem(parts.scheme, host, allow_http_loopback)
+    if problem is not None:
+        raise ConfigurationError(key, problem)
     return value.rstrip("/")
+
+
+def scheme_problem(scheme: str, host: str, allow_http_loopback: bool) -> str | None:
+    """Why a platform URL of ``scheme`` on ``host`` may not be used, or ``None``: https
+    only, http also on loopback hosts with ``SPARK_ALLOW_HTTP_LOOPBACK``."""
+    if scheme == "http" and allow_http_loopback:
+        return None if is_loopback_host(host) else "http is allowed for loopback hosts only"
+    if scheme != "https":
+        return "must use https (SPARK_ALLOW_HTTP_LOOPBACK allows http on loopback hosts)"
+    return None
 
 
 def _str(config: Mapping[str, Any], key: str, default: str | None = None) -> str | None:

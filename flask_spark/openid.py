@@ -34,7 +34,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 from joserfc.jwt import ClaimsOption
 
-from .config import SparkConfig, is_loopback_host
+from .config import SparkConfig, scheme_problem
 from .errors import IdTokenRejected, PlatformUnavailable
 from .grant import ACCOUNT_ID_RE, GRANT_ANSWER_LIMIT, GrantClient
 from .rate_budget import RateBudget
@@ -128,21 +128,17 @@ class OpenIDClient(GrantClient):
         return found
 
     def _check_endpoint(self, value: Any, name: str) -> None:
-        """An endpoint must be https (http only on loopback with SPARK_ALLOW_HTTP_LOOPBACK),
-        as every URL of the configuration."""
+        """An endpoint obeys the rule of every platform URL of the configuration."""
         try:
             parts = urlsplit(value) if isinstance(value, str) else None
             host = parts.hostname if parts is not None else None
         except ValueError:
             parts, host = None, None
-        secure = parts is not None and parts.scheme == "https" and bool(host)
-        local = (
-            parts is not None
-            and parts.scheme == "http"
-            and self.config.allow_http_loopback
-            and is_loopback_host(host)
-        )
-        if not (secure or local):
+        if (
+            parts is None
+            or not host
+            or scheme_problem(parts.scheme, host, self.config.allow_http_loopback) is not None
+        ):
             raise PlatformUnavailable(f"The OpenID discovery document's {name} is not https")
 
     def _get_json(self, url: str, what: str, authorization: str | None = None) -> dict[str, Any]:
