@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from flask_spark.stores import GrantStore, store_from_url
 from flask_spark.stores.base import (
@@ -28,6 +29,7 @@ from flask_spark.stores.base import (
     new_secret,
     rate_bucket,
 )
+from flask_spark.stores.sql import SQLGrantStore
 
 from .store_fixtures import clean_store_url
 
@@ -733,6 +735,33 @@ def test_threads_racing_to_spend_the_last_places(any_store: GrantStore, now: flo
 
     assert results.count(0.0) == 5
     assert all(0 < wait <= 60.0 for wait in results if wait)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
+def test_a_slot_made_by_another_caller_between_two_reads_is_read_again(
+    request: pytest.FixtureRequest, kind: str, now: float
+) -> None:
+    """The caller reads no slots, another caller makes the only one, the first then finds
+    the bucket full: it looks again and waits for that slot, instead of failing."""
+    url = clean_store_url(request, kind)
+    first, other = store_from_url(url), store_from_url(url)
+    assert isinstance(first, SQLGrantStore)
+    made: list[float] = []
+
+    def other_caller_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "max(" in statement.lower() and not made:
+            made.append(other.spend(BUCKET, 1, 60.0, now))
+
+    sa.event.listen(first.engine, "before_cursor_execute", other_caller_first)
+    try:
+        # The fast path finds no slot to reuse; the slow one reads no candidates, then
+        # the other caller takes the only place before the count of slots is read.
+        assert first.spend(BUCKET, 1, 60.0, now + 1) == pytest.approx(59.0)
+        assert made == [0.0]
+    finally:
+        sa.event.remove(first.engine, "before_cursor_execute", other_caller_first)
+        first.close()
+        other.close()
 
 
 def spend_in_a_process(url: str, calls: int, now: float, start: Any, answers: Any) -> None:

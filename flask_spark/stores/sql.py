@@ -638,6 +638,10 @@ class SQLGrantStore:
                     sa.select(sa.func.max(r.slot)).where(r.bucket == bucket, r.slot < limit)
                 ).scalar_one()
                 made = 0 if highest is None else int(highest) + 1
+                if made >= limit and not rows:
+                    # Another caller made the slots after the candidates were read (each
+                    # statement sees what is committed when it starts): read them again.
+                    continue
                 if made >= limit:
                     return max(float(rows[0].used_at) + window - now, 1e-3)
                 # Room, and no slot to reuse: make the next one (slots are made as the
