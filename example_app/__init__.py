@@ -29,14 +29,13 @@ python-dotenv when it is installed)::
     SECRET_KEY=...                 REDIS_URL=redis://localhost:6379/0  (else file sessions)
     SESSION_COOKIE_SECURE=1        (when served over HTTPS)
 
-**VOW portals**: one Flask app holds one :class:`~flask_spark.Spark`, which signs in with
-one key and one role. Consumers sign in to a VOW portal with a VOW key, so the portals are
-a second, small Flask app (:mod:`example_app.vow`) with its own ``Spark``, config and
-session cookie, mounted under ``/portal`` with werkzeug's ``DispatcherMiddleware``:
-``/portal/<portal>/`` is a portal's home page. Demo mode serves the portals ``redriver``
-and ``prairie``; for the real platform set ``VOW_CLIENT_ID``, ``VOW_CLIENT_SECRET`` and
-optionally ``VOW_PORTALS`` (comma-separated), and register
-``https://<your host>/portal/<portal>/callback`` for each portal with the key.
+**VOW portals**: consumers sign in to an agent's VOW portal with a VOW key, through a
+second :class:`~flask_spark.Spark` of the same app, named ``vow`` (:mod:`example_app.vow`):
+``/portal/<portal>/`` is a portal's home page, and one browser can be signed in to the
+agent portal and to portals at once. Demo mode serves the portals ``redriver`` and
+``prairie``; for the real platform set ``SPARK_VOW_CLIENT_ID``,
+``SPARK_VOW_CLIENT_SECRET`` and optionally ``VOW_PORTALS`` (comma-separated), and
+register ``https://<your host>/portal/<portal>/callback`` for each portal with the key.
 
 Other settings: ``PORT`` (5000), ``SIMULATOR_PORT``, ``INSTANCE_PATH`` (where the secret
 key, the sessions and the simulator lock live; ``instance/`` beside this package).
@@ -50,15 +49,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from cachelib import FileSystemCache
-from flask import Flask, url_for
+from flask import Flask, request, url_for
 from flask_session import Session
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from flask_spark import Spark
 
 from .agent import bp as agent_bp
 from .demo import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoSimulator, callback_urls
 from .pages import install_pages
+from .vow import VOW_MOUNT, add_vow_portals, only_known_portals, portal_site
 
 __all__ = ["close_app", "create_app"]
 
@@ -74,17 +73,17 @@ SPARK_KEYS = (
     "SPARK_API_URL",
     "SPARK_CA_CERTS",
     "SPARK_USER_AGENT",
+    "SPARK_VOW_CLIENT_ID",
+    "SPARK_VOW_CLIENT_SECRET",
 )
 #: The example's own string settings.
-STRING_KEYS = ("SECRET_KEY", "REDIS_URL", "VOW_CLIENT_ID", "VOW_CLIENT_SECRET", "INSTANCE_PATH")
+STRING_KEYS = ("SECRET_KEY", "REDIS_URL", "INSTANCE_PATH")
 BOOL_KEYS = ("SPARK_ALLOW_HTTP_LOOPBACK", "SESSION_COOKIE_SECURE")
 INT_KEYS = ("PORT", "SIMULATOR_PORT")
 
 DEFAULT_PORT = 5000
 #: The demo VOW portals (served under /portal/<name>/).
 DEMO_PORTALS = ("redriver", "prairie")
-#: Where the VOW portals app is mounted.
-VOW_MOUNT = "/portal"
 
 
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -124,7 +123,7 @@ def _load_dotenv() -> None:
 def create_app(
     config: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Flask:
-    """Build the agent portal (with the VOW portals mounted under ``/portal``).
+    """Build the agent portal (with the VOW portals under ``/portal``).
 
     :param config: settings that win over the environment (``PORT``, ``SPARK_...``).
     :param environ: where settings are read from; ``os.environ`` (after loading ``.env``)
@@ -175,22 +174,24 @@ def create_app(
         use_server_side_sessions(app, cookie_name="session", folder="sessions")
         Spark(app)
         app.register_blueprint(agent_bp)
-        install_pages(app, lambda: ("Agent Portal", url_for("agent.home")))
-
-        vow_app = None
-        if demo or app.config.get("VOW_CLIENT_ID"):
-            from .vow import create_vow_app
-
-            vow_app = create_vow_app(app, VOW_MOUNT)
-            app.config["VOW_MOUNT"] = VOW_MOUNT
-            app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-                app.wsgi_app, {VOW_MOUNT: vow_app}
-            )
-        app.extensions["example_vow_app"] = vow_app
+        if demo or app.config.get("SPARK_VOW_CLIENT_ID"):
+            add_vow_portals(app)
+            app.before_request(only_known_portals)
+        install_pages(app, site_of_request)
     except BaseException:
         close_app(app)
         raise
     return app
+
+
+def site_of_request() -> tuple[str, str, str]:
+    """The site a page belongs to (a VOW portal's pages are those the ``vow`` instance or
+    the ``portals`` blueprint serve): its name, home and sign-out URLs."""
+    if request.blueprint in ("portals", "vow"):
+        name, home = portal_site()
+        portal = (request.view_args or {}).get("portal")
+        return name, home, url_for("vow.logout", portal=portal) if portal else home
+    return "Agent Portal", url_for("agent.home"), url_for("spark.logout")
 
 
 def demo_spark_config(simulator: DemoSimulator) -> dict[str, Any]:
@@ -250,16 +251,11 @@ def instance_secret_key(instance_path: str) -> str:
 def close_app(app: Flask) -> None:
     """Release what :func:`create_app` opened: the demo simulator (if this process runs
     it), Flask-Spark's HTTP connections and the Redis connections."""
-    vow_app = app.extensions.get("example_vow_app")
-    for each in (app, vow_app):
-        if each is None:
-            continue
-        state = each.extensions.get("spark")
-        if state is not None:
-            state.transport.close()
-        client = each.config.get("SESSION_REDIS")
-        if client is not None:
-            client.close()
+    for state in app.extensions.get("spark.instances", {}).values():
+        state.transport.close()
+    client = app.config.get("SESSION_REDIS")
+    if client is not None:
+        client.close()
     simulator = app.extensions.get("example_simulator")
     if simulator is not None:
         simulator.stop()

@@ -15,20 +15,22 @@ from flask_spark import ReauthenticationRequired, SparkAPIError, logged_out, spa
 PAGE_SIZE = 10
 
 
-def install_pages(app: Flask, site: Callable[[], tuple[str, str]]) -> None:
+def install_pages(app: Flask, site: Callable[[], tuple[str, str, str]]) -> None:
     """Register the shared template globals, error handlers and notices on ``app``.
 
-    :param site: the name of the site and the URL of its home page, for the header of
-        every page (Flask-Spark's error pages too, which extend ``base.html`` here).
+    :param site: the name of the site of this request (the agent portal or a VOW portal),
+        the URL of its home page and of its sign-out, for the header of every page
+        (Flask-Spark's error pages too, which extend ``base.html`` here).
     """
 
     @app.context_processor
     def page_globals() -> dict[str, Any]:
-        site_name, home_url = site()
+        site_name, home_url, sign_out_url = site()
         return {
             "demo_mode": app.config["EXAMPLE_DEMO"],
             "site_name": site_name,
             "home_url": home_url,
+            "sign_out_url": sign_out_url,
         }
 
     app.add_template_filter(money)
@@ -39,13 +41,13 @@ def install_pages(app: Flask, site: Callable[[], tuple[str, str]]) -> None:
 
 def sign_in_again(error: ReauthenticationRequired) -> Response:
     """Flexmls ended the sign-in (its refresh token was refused): go through the sign-in
-    again and come back to this very page.
+    of the same portal (the error names its Spark instance) and come back to this page.
 
     Flask-Spark's own handler does the same without the notice.
     """
     flash("Your Flexmls session had ended, so you were asked to sign in again.")
     here = request.script_root + request.full_path.rstrip("?")
-    return redirect(url_for("spark.login", next=here))
+    return redirect(url_for(f"{error.instance or 'spark'}.login", next=here))
 
 
 def api_error(error: SparkAPIError) -> tuple[str, int]:

@@ -1,15 +1,16 @@
-"""The consumer VOW portals, a second small Flask app mounted under ``/portal``.
+"""The consumer VOW portals, served by the same app as the agent portal.
 
-Why a second app: a Flask app holds one :class:`~flask_spark.Spark`, and a ``Spark``
-signs in with one key in one role. The agent portal uses an IDX (or private) key; consumers
-sign in to a VOW portal with a VOW key. So the VOW portals get their own app, ``Spark``,
-config and session cookie, and :func:`example_app.create_app` mounts this app under
-``/portal`` with werkzeug's ``DispatcherMiddleware``.
+The agent portal signs in with an IDX (or private) key through the default
+:class:`~flask_spark.Spark`; consumers sign in to an agent's VOW portal with a VOW key,
+through a second instance, ``Spark(app, name="vow", url_prefix="/portal/<portal>")``,
+whose keys are read as ``SPARK_VOW_CLIENT_ID`` and so on. One browser session can be
+signed in to both at once; each keeps its own grants.
 
-One ``Spark`` serves every portal: ``url_prefix="/<portal>"`` puts the sign-in routes at
-``/portal/<portal>/login`` and ``/portal/<portal>/callback``, and the portal loader reads
-the portal from the URL, so each portal signs in on ``/auth/vow/<portal>`` and keeps its
-own tokens.
+The ``vow`` instance's routes are ``/portal/<portal>/login`` and
+``/portal/<portal>/callback``, and its portal loader reads the portal from the URL, so each
+portal signs in on ``/auth/vow/<portal>`` and keeps its own tokens. Every view below
+``/portal/<portal>/`` is served by that instance: :data:`~flask_spark.spark_api` there is
+the consumer's client.
 """
 
 from __future__ import annotations
@@ -20,68 +21,42 @@ from flask import Blueprint, Flask, abort, current_app, render_template, request
 
 from flask_spark import Spark, spark_api
 
-from .pages import install_pages, listings_page, my_account, page_number
+from .pages import listings_page, my_account, page_number
 
-bp = Blueprint("vow", __name__)
+#: Where the portals are served.
+VOW_MOUNT = "/portal"
 
-#: Settings copied from the agent portal's config when it talks to the real platform.
-_SHARED_SPARK_KEYS = (
-    "SPARK_PLATFORM_URL",
-    "SPARK_API_URL",
-    "SPARK_CA_CERTS",
-    "SPARK_ALLOW_HTTP_LOOPBACK",
-    "SPARK_USER_AGENT",
-)
+bp = Blueprint("portals", __name__, url_prefix=VOW_MOUNT)
 
 
-def create_vow_app(parent: Flask, mount: str) -> Flask:
-    """The VOW portals app, configured from the agent portal ``parent``."""
-    from . import use_server_side_sessions
-
-    app = Flask(__name__, instance_path=parent.instance_path)
-    config = parent.config
+def add_vow_portals(app: Flask) -> Spark:
+    """Serve the VOW portals from ``app``: the ``vow`` instance and the portals' pages.
+    In demo mode the simulator accepts the agent portal's key for the portals too."""
+    if app.config["EXAMPLE_DEMO"]:
+        app.config.update(
+            SPARK_VOW_CLIENT_ID=app.config["SPARK_CLIENT_ID"],
+            SPARK_VOW_CLIENT_SECRET=app.config["SPARK_CLIENT_SECRET"],
+        )
+    elif not app.config.get("SPARK_VOW_CLIENT_SECRET"):
+        raise RuntimeError("SPARK_VOW_CLIENT_SECRET is required with SPARK_VOW_CLIENT_ID")
     app.config.update(
-        SECRET_KEY=config["SECRET_KEY"],
-        EXAMPLE_DEMO=config["EXAMPLE_DEMO"],
-        REDIS_URL=config.get("REDIS_URL"),
-        VOW_PORTALS=tuple(config.get("VOW_PORTALS") or ()),
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=config.get("SESSION_COOKIE_SECURE", False),
-        # Its own cookie, sent only below the mount point.
-        SESSION_COOKIE_PATH=mount,
-        SPARK_ROLE="vow",
-        # Flask-Spark redirects here after a sign-out; a path within the mount point.
-        SPARK_LOGIN_REDIRECT="/",
+        SPARK_VOW_ROLE="vow",
+        # Flask-Spark lands here after a consumer signs out: the list of portals.
+        SPARK_VOW_LOGIN_REDIRECT=f"{VOW_MOUNT}/",
     )
-    if config["EXAMPLE_DEMO"]:
-        # The demo simulator accepts the agent portal's key for the portals too.
-        app.config.update(
-            {key: value for key, value in config.items() if key.startswith("SPARK_")},
-            SPARK_ROLE="vow",
-            SPARK_LOGIN_REDIRECT="/",
-        )
-    else:
-        if not config.get("VOW_CLIENT_SECRET"):
-            raise RuntimeError("VOW_CLIENT_SECRET is required with VOW_CLIENT_ID")
-        app.config.update(
-            {key: config[key] for key in _SHARED_SPARK_KEYS if key in config},
-            SPARK_CLIENT_ID=config["VOW_CLIENT_ID"],
-            SPARK_CLIENT_SECRET=config["VOW_CLIENT_SECRET"],
-        )
-    use_server_side_sessions(app, cookie_name="portal_session", folder="portal-sessions")
-    Spark(app, url_prefix="/<portal>", portal_loader=portal_from_url)
+    vow = Spark(app, name="vow", url_prefix=f"{VOW_MOUNT}/<portal>", portal_loader=portal_from_url)
     app.register_blueprint(bp)
-    app.before_request(only_known_portals)
-    install_pages(app, portal_site)
-    return app
+    app.config["VOW_MOUNT"] = VOW_MOUNT
+    app.config["VOW_PORTALS"] = tuple(app.config.get("VOW_PORTALS") or ())
+    return vow
 
 
 def portal_site() -> tuple[str, str]:
     """The header of a page: the portal's name and home, or the list of portals."""
     portal = portal_from_url()
     if portal is None:
-        return "Home search portals", url_for("vow.index")
-    return f"{portal.title()} Home Search", url_for("vow.home", portal=portal)
+        return "Home search portals", url_for("portals.index")
+    return f"{portal.title()} Home Search", url_for("portals.home", portal=portal)
 
 
 def portal_from_url() -> str | None:
@@ -112,5 +87,7 @@ def home(portal: str) -> str:
             account=my_account(), listings=listings_page(page_number()), show_sign_out=True
         )
     else:
-        context["login_url"] = url_for("spark.login", next=url_for("vow.home", portal=portal))
+        context["login_url"] = url_for(
+            "vow.login", portal=portal, next=url_for(".home", portal=portal)
+        )
     return render_template("vow_home.html", **context)

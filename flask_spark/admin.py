@@ -30,10 +30,12 @@ class GrantInfo:
     #: The platform refused its refresh token. Only the app-wide grant of single-session
     #: keys is kept so (until a new pair is configured); a user's grant is deleted.
     ended: bool
+    #: The name of the :class:`~flask_spark.Spark` instance the grant belongs to.
+    instance: str = "spark"
 
 
 class GrantAdmin:
-    """The grants of one app's key in its grant store."""
+    """The grants of one instance's key (and role) in its grant store."""
 
     def __init__(self, state: SparkState) -> None:
         self._state = state
@@ -41,8 +43,14 @@ class GrantAdmin:
     def __repr__(self) -> str:
         return f"<GrantAdmin {self._state.config.client_id!r}>"
 
+    def _mine(self, scope: str) -> bool:
+        """Whether a grant of ``scope`` is of this instance's role (two instances may
+        share a key)."""
+        role = self._state.config.role
+        return scope.startswith("vow/") if role == "vow" else scope == role
+
     def list(self) -> list[GrantInfo]:
-        """Every grant of this app's key, the most recently used first."""
+        """Every grant of this instance's key and role, the most recently used first."""
         tokens = self._state.tokens
         found = [
             GrantInfo(
@@ -53,9 +61,10 @@ class GrantAdmin:
                 created_at=grant.created_at,
                 last_used_at=grant.last_used_at,
                 ended=grant.ended,
+                instance=self._state.name,
             )
             for grant in tokens.store.grants(self._state.config.client_id)
-            if grant.key != tokens.app_key
+            if grant.key != tokens.app_key and self._mine(grant.key.scope)
         ]
         found.sort(key=lambda info: (-info.last_used_at, info.account_id, info.scope))
         return found

@@ -177,8 +177,10 @@ class SparkClient:
         tokens: TokenManager,
         loader: GrantLoader,
         budget: RateBudget | None = None,
+        instance: str = "spark",
     ) -> None:
         self._app = app
+        self._instance = instance
         self._budget = budget
         self._config = config
         self._transport = transport
@@ -308,7 +310,25 @@ class SparkClient:
         data: Any = None,
         base: str,
     ) -> SparkResponse:
-        """:meth:`request`, to the API at ``base``.
+        """:meth:`request`, to the API at ``base``; a missing sign-in names this client's
+        instance, so that the default handler sends the browser to its ``/login``."""
+        try:
+            return self._dispatch(method, path, params=params, data=data, base=base)
+        except NotSignedIn as exc:
+            if exc.instance is None:
+                exc.instance = self._instance
+            raise
+
+    def _dispatch(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: Any = None,
+        base: str,
+    ) -> SparkResponse:
+        """:meth:`_call` itself.
 
         :raises NotSignedIn: no grant for this session (and no single-session keys).
         :raises ReauthenticationRequired: the platform refused the refresh token.
@@ -414,6 +434,7 @@ class SparkClient:
             key = self._grant.key
             token_refreshed.send(
                 self._app,
+                instance=self._instance,
                 scope=key.scope,
                 app_wide=key == self._tokens.app_key,
                 account_id=None if key == self._tokens.app_key else key.account_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -209,13 +209,85 @@ def _bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def load_config(config: Mapping[str, Any], *, has_portal_loader: bool = False) -> SparkConfig:
+#: What a named instance takes from the plain ``SPARK_`` key when its own prefixed key is
+#: unset: where the platform is and how it is reached, where grants live and how they are
+#: sealed. Everything else (the key, its role, its redirect URI...) is the instance's own.
+SHARED_KEYS = frozenset(
+    {
+        "SPARK_PLATFORM_URL",
+        "SPARK_API_URL",
+        "SPARK_REPLICATION_URL",
+        "SPARK_CA_CERTS",
+        "SPARK_ALLOW_HTTP_LOOPBACK",
+        "SPARK_USER_AGENT",
+        "SPARK_TIMEOUT",
+        "SPARK_POOL_SIZE",
+        "SPARK_GRANT_STORE",
+        "SPARK_TOKEN_KEYS",
+    }
+)
+
+_KEY_RE = re.compile(r"\bSPARK_[A-Z0-9_]+")
+
+
+class PrefixedConfig(Mapping[str, Any]):
+    """A Flask config seen through an instance's ``config_prefix``: with the prefix
+    ``SPARK_VOW_``, ``view['SPARK_ROLE']`` is ``config['SPARK_VOW_ROLE']``; unset, it falls
+    back to ``config['SPARK_ROLE']`` for the :data:`SHARED_KEYS` only."""
+
+    def __init__(self, config: Mapping[str, Any], prefix: str = "SPARK_") -> None:
+        self._config = config
+        self.prefix = prefix
+
+    def source_key(self, key: str) -> str:
+        """The key of the app's config that ``key`` (a ``SPARK_`` name) is read from."""
+        if self.prefix == "SPARK_" or not key.startswith("SPARK_"):
+            return key
+        own = self.prefix + key.removeprefix("SPARK_")
+        if own not in self._config and key in SHARED_KEYS and key in self._config:
+            return key
+        return own
+
+    def __getitem__(self, key: str) -> Any:
+        return self._config[self.source_key(key)]
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._config:
+            if key.startswith(self.prefix):
+                yield "SPARK_" + key.removeprefix(self.prefix)
+            elif key in SHARED_KEYS and self.source_key(key) == key:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def rename(self, error: ConfigurationError) -> ConfigurationError:
+        """``error`` naming the keys of the app's config it is about."""
+        if self.prefix == "SPARK_":
+            return error
+        problem = _KEY_RE.sub(lambda m: self.source_key(m.group(0)), error.problem)
+        return ConfigurationError(self.source_key(error.key), problem)
+
+
+def load_config(
+    config: Mapping[str, Any], *, has_portal_loader: bool = False, prefix: str = "SPARK_"
+) -> SparkConfig:
     """Read and validate every ``SPARK_`` key of a Flask config.
 
     :param has_portal_loader: a portal loader chooses the VOW portal per request, so
         ``SPARK_PORTAL`` may be left unset with ``SPARK_ROLE="vow"``.
+    :param prefix: an instance's ``config_prefix``: its keys are read as
+        ``<prefix>CLIENT_ID`` and so on (see :class:`PrefixedConfig`).
     :raises ConfigurationError: naming the first missing or malformed key.
     """
+    view = PrefixedConfig(config, prefix)
+    try:
+        return _load_config(view, has_portal_loader)
+    except ConfigurationError as exc:
+        raise view.rename(exc) from None
+
+
+def _load_config(config: Mapping[str, Any], has_portal_loader: bool) -> SparkConfig:
     client_id = _str(config, "SPARK_CLIENT_ID")
     if client_id is None:
         raise ConfigurationError("SPARK_CLIENT_ID", "is required (the key's OAuth client id)")

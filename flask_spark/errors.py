@@ -46,6 +46,10 @@ class NotSignedIn(SparkError):
 
     def __init__(self, message: str = "Not signed in with Flexmls") -> None:
         super().__init__(message)
+        #: The name of the :class:`~flask_spark.Spark` instance whose sign-in is missing
+        #: (``None``: the one serving the request); the default handler sends pages to
+        #: that instance's ``/login``.
+        self.instance: str | None = None
 
 
 class ReauthenticationRequired(NotSignedIn):

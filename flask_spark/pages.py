@@ -119,23 +119,25 @@ def error_page(reason: str, status: int, *, offer_login: bool = True, **context:
     return response
 
 
-def login_url_for_here() -> str:
-    """``/login?next=<the current page>``, mount point (``SCRIPT_NAME``) included."""
+def login_url_for_here(instance: str = "spark") -> str:
+    """``instance``'s ``/login?next=<the current page>``, mount point (``SCRIPT_NAME``)
+    included."""
     here = request.script_root + request.path
     if request.query_string:
         with contextlib.suppress(UnicodeDecodeError):  # not UTF-8: drop the query
             here = f"{here}?{request.query_string.decode()}"
-    return url_for("spark.login", next=safe_next(here))
+    return url_for(f"{instance}.login", next=safe_next(here))
 
 
-def unauthorized() -> Response:
-    """Not signed in: redirect pages to the sign-in, answer JSON requests with 401."""
+def unauthorized(instance: str = "spark") -> Response:
+    """Not signed in: redirect pages to ``instance``'s sign-in, answer JSON requests with
+    401."""
     if wants_json():
         response = jsonify(error="not_signed_in", message="Sign in with Flexmls first.")
         response.status_code = 401
         response.headers["WWW-Authenticate"] = 'Cookie realm="Flexmls sign-in"'
         return response
-    return redirect(login_url_for_here(), code=302)
+    return redirect(login_url_for_here(instance), code=302)
 
 
 def unavailable(error: SparkError) -> Response:

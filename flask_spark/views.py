@@ -1,4 +1,6 @@
-"""The ``spark`` blueprint: ``GET /login``, ``GET /callback``, ``POST /logout``."""
+"""The blueprint of a :class:`~flask_spark.Spark` instance (``spark`` for the default one):
+``GET /login``, ``GET /callback``, ``POST /logout``. Each view serves the instance its
+blueprint is named after."""
 
 from __future__ import annotations
 
@@ -21,7 +23,13 @@ from .errors import (
     RateLimited,
     StoreUnavailable,
 )
-from .extension import SparkState, current_grant, current_scope, forget_current, spark_state
+from .extension import (
+    SparkState,
+    current_grant,
+    current_scope,
+    forget_current,
+    serving_state,
+)
 from .pages import clean_description, error_page
 from .redirects import safe_next
 from .sessions import (
@@ -47,14 +55,15 @@ def new_state() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _pending_name(oauth_state: str, sid: str) -> str:
-    """Where a pending sign-in is filed: its state and the session that started it."""
-    return f"{oauth_state}\x00{sid}"
+def _pending_name(state: SparkState, oauth_state: str, sid: str) -> str:
+    """Where a pending sign-in is filed: its state and the session that started it (and
+    the instance, but for the default one)."""
+    return state.slot(f"{oauth_state}\x00{sid}")
 
 
-def make_blueprint() -> Blueprint:
-    """A fresh ``spark`` blueprint (one per app)."""
-    bp = Blueprint("spark", __name__, template_folder="templates")
+def make_blueprint(name: str = "spark") -> Blueprint:
+    """A fresh blueprint for the instance ``name`` (one per instance and app)."""
+    bp = Blueprint(name, __name__, template_folder="templates")
     bp.add_url_rule("/login", "login", login, methods=["GET"])
     bp.add_url_rule("/callback", "callback", callback, methods=["GET"])
     bp.add_url_rule("/logout", "logout", logout, methods=["POST"])
@@ -75,7 +84,7 @@ def _keep_prefix_values(endpoint: str, values: dict[str, Any]) -> None:
 
 
 def _redirect_uri(state: SparkState) -> str:
-    return state.config.redirect_uri or url_for("spark.callback", _external=True)
+    return state.config.redirect_uri or url_for(f"{state.name}.callback", _external=True)
 
 
 def _landing(state: SparkState) -> str:
@@ -90,7 +99,7 @@ def login(**_prefix_values: Any) -> Response:
     """Start a sign-in: remember a fresh state in the grant store, bound to this browser
     session, then redirect to the platform."""
     require_session_store()
-    state = spark_state()
+    state = serving_state()
     scope, portal = current_scope(state)
     redirect_uri = _redirect_uri(state)
     oauth_state = new_state()
@@ -108,7 +117,7 @@ def login(**_prefix_values: Any) -> Response:
     # Filed under the state and this session together: another browser presenting the
     # state finds nothing, and cannot use it up either.
     state.tokens.put_pending(
-        _pending_name(oauth_state, session.sid),  # type: ignore[attr-defined]
+        _pending_name(state, oauth_state, session.sid),  # type: ignore[attr-defined]
         {
             "next": safe_next(args.get("next")) if (args := _args()) is not None else None,
             "scope": scope,
@@ -130,6 +139,7 @@ def _failed(reason: str, status: int, **context: Any) -> Response:
     log.info("Flexmls sign-in failed: %s", reason)
     for _receiver, value in login_failed.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
+        instance=serving_state().name,
         reason=reason,
         error=error,
         description=description,
@@ -168,17 +178,16 @@ def _single_params() -> dict[str, str] | None:
     return values
 
 
-def _pending_for(oauth_state: str) -> tuple[str, dict[str, Any] | None]:
-    """Take the pending sign-in of ``oauth_state`` if this browser session started it:
-    ``("ok", record)``, ``("expired", record)`` or ``("unknown", None)``."""
+def _pending_for(state: SparkState, oauth_state: str) -> tuple[str, dict[str, Any] | None]:
+    """Take the pending sign-in of ``oauth_state`` if this browser session started it with
+    this instance: ``("ok", record)``, ``("expired", record)`` or ``("unknown", None)``."""
     sid = getattr(session, "sid", None)
     if not STATE_RE.fullmatch(oauth_state) or not sid:
         return "unknown", None
-    tokens = spark_state().tokens
     record = None
     # Under this session's id, or one it had when a sign-in in another tab rotated it.
     for candidate in [sid, *(item[0] for item in reversed(browser_data().previous))]:
-        record = tokens.take_pending(_pending_name(oauth_state, candidate))
+        record = state.tokens.take_pending(_pending_name(state, oauth_state, candidate))
         if record is not None:
             break
     if record is None:
@@ -192,14 +201,14 @@ def callback(**_prefix_values: Any) -> Response:
     """Finish a sign-in: check the state, exchange the code, learn whose grant it is, keep
     it, and bind this browser session to it."""
     require_session_store()
-    state = spark_state()
+    state = serving_state()
     params = _single_params()
     if params is None:
         return _failed("bad_request", 400)
     cookie_came = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
     oauth_state = params.get("state", "")
-    outcome, record = _pending_for(oauth_state) if oauth_state else ("unknown", None)
-    retry_url = url_for("spark.login", next=record["next"]) if record else None
+    outcome, record = _pending_for(state, oauth_state) if oauth_state else ("unknown", None)
+    retry_url = url_for(f"{state.name}.login", next=record["next"]) if record else None
 
     error = params.get("error")
     if error is not None:
@@ -262,6 +271,7 @@ def callback(**_prefix_values: Any) -> Response:
     forget_current()
     token_obtained.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
+        instance=state.name,
         scope=record["scope"],
         portal=record["portal"],
         account_id=key.account_id,
@@ -275,17 +285,18 @@ def callback(**_prefix_values: Any) -> Response:
 def _bind_session(state: SparkState, key: GrantKey, record: dict[str, Any]) -> None:
     """Rotate the session id (retiring the old one) and bind the new one to ``key``. What
     the session was bound to before in this scope (another account), or in any other
-    scope with ``SPARK_ONE_PORTAL_PER_SESSION``, is signed out of."""
+    scope of this instance with ``SPARK_ONE_PORTAL_PER_SESSION``, is signed out of."""
     data = browser_data()
-    replaced = [data.bindings.pop(key.scope)] if key.scope in data.bindings else []
+    slot = state.slot(key.scope)
+    replaced = [data.bindings.pop(slot)] if slot in data.bindings else []
     if state.config.one_portal_per_session:
-        replaced += data.bindings.values()
-        data.bindings = {}
+        others = [name for name in data.bindings if state.owns(name)]
+        replaced += [data.bindings.pop(name) for name in others]
     replaced_grants = [state.tokens.resolve(b, state.session_ttl) for b in replaced]
     old_sid: str = session.sid  # type: ignore[attr-defined]
     state.tokens.retire_session(old_sid, state.session_ttl)
     owned_here(old_sid)
-    data.bindings[key.scope] = state.tokens.bind(key, state.session_ttl)
+    data.bindings[slot] = state.tokens.bind(key, state.session_ttl)
     data.previous.append([old_sid, time.time() + state.config.state_lifetime])
     if record["expires_at"] in data.logins:
         data.logins.remove(record["expires_at"])
@@ -342,11 +353,11 @@ def logout(**_prefix_values: Any) -> Response:
     if not _same_origin():
         return error_page("cross_site", 403, offer_login=False)
     require_session_store()
-    state = spark_state()
+    state = serving_state()
     scope, portal = current_scope(state)
     grant = current_grant(state)
     data = browser_data()
-    binding = data.bindings.pop(scope, None)
+    binding = data.bindings.pop(state.slot(scope), None)
     if binding is not None:
         old_sid: str = session.sid  # type: ignore[attr-defined]
         state.tokens.retire_session(old_sid, state.session_ttl)
@@ -365,6 +376,7 @@ def logout(**_prefix_values: Any) -> Response:
         if grant is not None:
             logged_out.send(
                 current_app._get_current_object(),  # type: ignore[attr-defined]
+                instance=state.name,
                 scope=scope,
                 portal=portal,
                 account_id=grant.key.account_id,

@@ -302,7 +302,12 @@ def test_token_refreshed_signal(
     with token_refreshed.connected_to(lambda sender, **kw: received.append(kw), app):
         browser.client.get("/account")
     assert received == [
-        {"scope": "idx", "app_wide": False, "account_id": spark_platform.accounts[0]["Id"]}
+        {
+            "instance": "spark",
+            "scope": "idx",
+            "app_wide": False,
+            "account_id": spark_platform.accounts[0]["Id"],
+        }
     ]
 
 

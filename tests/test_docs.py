@@ -46,7 +46,7 @@ from flask_spark import (
 )
 from flask_spark.config import load_config
 from flask_spark.pages import REASONS
-from flask_spark.testing import LISTINGS, Fault, SparkPlatform
+from flask_spark.testing import ACCOUNTS, LISTINGS, Fault, SparkPlatform
 from flask_spark.testing.data import my_listings, replication_listings
 
 from .conftest import AppFactory, Browser
@@ -91,8 +91,7 @@ def built() -> Iterator[list[Flask]]:
     apps: list[Flask] = []
     yield apps
     for app in apps:
-        state = app.extensions.get("spark")
-        if state is not None:
+        for state in app.extensions.get("spark.instances", {}).values():
             state.transport.close()
             state.tokens.store.close()
         client = app.config.get("SESSION_REDIS")
@@ -761,6 +760,55 @@ def test_portals_keep_their_own_sign_in(
     beta = browser.client.get("/beta/saved-searches")
     assert beta.headers["Location"] == "/beta/login?next=/beta/saved-searches"
     assert browser.client.get("/no.such.portal/").status_code == 404
+
+
+def test_an_agent_portal_and_vow_portals_in_one_app(
+    example: Callable[..., ModuleType],
+    spark_platform: SparkPlatform,
+    browser_for: Any,
+    redis_server: RedisServer,
+    built: list[Flask],
+) -> None:
+    spark_platform.register_client(
+        "vow-key", "vow-secret", ("http://localhost/portal/alpha/callback",)
+    )
+    app = example("instances").create_app(
+        SESSION_TYPE="redis",
+        SESSION_REDIS=redis.Redis.from_url(redis_server.url),
+        SPARK_VOW_CLIENT_ID="vow-key",
+        SPARK_VOW_CLIENT_SECRET="vow-secret",
+        **simulator_config(spark_platform),
+    )
+    built.append(app)
+    browser: Browser = browser_for(app)
+    assert browser.client.get("/dashboard").headers["Location"] == "/login?next=/dashboard"
+    listings = browser.client.get("/portal/alpha/listings")
+    assert listings.headers["Location"] == "/portal/alpha/login?next=/portal/alpha/listings"
+
+    agent_login = browser.start_login("/login?next=/dashboard")
+    assert urlsplit(agent_login).path == "/openid/authorize"
+    callback, _ = browser.authorize(agent_login)
+    assert browser.client.get(callback).headers["Location"] == "/dashboard"
+    assert browser.client.get("/dashboard").json["agent"] == "Jane Agent"
+    assert "href='/portal/alpha/login'" in browser.client.get("/portal/alpha/").text
+
+    sam = ACCOUNTS[1]
+    callback, _ = browser.authorize(browser.start_login("/portal/alpha/login"), sam["Id"])
+    assert callback.startswith("/portal/alpha/callback?")
+    assert browser.client.get(callback).status_code == 303
+    home = browser.client.get("/portal/alpha/").text
+    assert f"Welcome, {sam['Name']}" in home
+    assert "action='/portal/alpha/logout'" in home
+    assert browser.client.get("/portal/alpha/listings").json["listings"] > 0
+    assert browser.client.get("/portal/alpha/agent-view").json == {
+        "agent": "Jane Agent",
+        "consumer": sam["Name"],
+    }
+
+    out = browser.client.post("/portal/alpha/logout", headers={"Origin": "http://localhost"})
+    assert out.headers["Location"] == "/portal/"
+    assert browser.client.get("/portal/alpha/agent-view").json["consumer"] is None
+    assert browser.client.get("/dashboard").json["agent"] == "Jane Agent"
 
 
 def test_single_session_command(

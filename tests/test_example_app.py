@@ -4,6 +4,7 @@ settings (key, Redis sessions, VOW key, ``.env``), and the demo's safety nets.""
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import urllib3
 from flask import Flask
 
 from example_app import close_app, create_app
-from flask_spark.testing import SparkPlatform
+from flask_spark.testing import ACCOUNTS, SparkPlatform
 
 from .browser import ROOT
 from .conftest import Browser
@@ -219,7 +220,9 @@ def test_with_a_vow_key_the_portals_sign_in_at_their_own_endpoint(
     spark_platform.register_client(
         "vow-key", "vow-secret", ["http://localhost/portal/alpha/callback"]
     )
-    env = real_env(spark_platform, VOW_CLIENT_ID="vow-key", VOW_CLIENT_SECRET="vow-secret")
+    env = real_env(
+        spark_platform, SPARK_VOW_CLIENT_ID="vow-key", SPARK_VOW_CLIENT_SECRET="vow-secret"
+    )
     app = apps({"INSTANCE_PATH": str(tmp_path)}, env)
     browser = browser_for(app)
     page = browser.client.get("/portal/alpha/").text
@@ -232,6 +235,45 @@ def test_with_a_vow_key_the_portals_sign_in_at_their_own_endpoint(
     assert response.headers["Location"] == "/portal/alpha/"
     assert "Welcome, Jane Agent" in browser.client.get("/portal/alpha/").text
     assert "Sign in with Flexmls" in browser.client.get("/").text  # the agent portal: not
+
+
+def test_one_portal_app_signs_agents_in_with_openid_and_consumers_with_oauth2(
+    apps: Callable[..., Flask],
+    spark_platform: SparkPlatform,
+    browser_for: Callable[[Flask], Browser],
+    tmp_path: Path,
+) -> None:
+    spark_platform.register_client(
+        "vow-key", "vow-secret", ["http://localhost/portal/alpha/callback"]
+    )
+    env = real_env(
+        spark_platform,
+        SPARK_AUTH_FLOW="openid",
+        SPARK_VOW_CLIENT_ID="vow-key",
+        SPARK_VOW_CLIENT_SECRET="vow-secret",
+    )
+    app = apps({"INSTANCE_PATH": str(tmp_path)}, env)
+    browser = browser_for(app)
+    sam = ACCOUNTS[1]
+    assert browser.sign_in("/dashboard").status_code == 303
+    callback, _ = browser.authorize(browser.start_login("/portal/alpha/login"), sam["Id"])
+    assert browser.client.get(callback).status_code == 303
+    assert [r.path for r in spark_platform.requests_for("grant")] == [
+        "/openid/token",
+        "/v1/oauth2/grant",
+    ]
+
+    portal = browser.client.get("/portal/alpha/").text
+    assert f"Welcome, {sam['Name']}" in portal
+    assert "Jane Agent" in browser.client.get("/dashboard").text
+    # Each site's header signs out of its own sign-in only.
+    form = re.search(r'<form class="sign-out" method="post" action="([^"]+)"', portal)
+    assert form is not None
+    assert form.group(1) == "/portal/alpha/logout"
+    out = browser.client.post(form.group(1), headers={"Origin": "http://localhost"})
+    assert out.headers["Location"] == "/portal/"
+    assert "Sign in with Flexmls" in browser.client.get("/portal/alpha/").text
+    assert "Jane Agent" in browser.client.get("/dashboard").text
 
 
 def test_settings_come_from_a_dotenv_file(

@@ -483,7 +483,9 @@ def test_signals_fire_and_a_receiver_may_replace_the_error_page(
         browser.sign_in()
         failed = browser.client.get("/callback?state=x&code=y")
     account_id = spark_platform.accounts[0]["Id"]
-    assert obtained == [{"scope": "idx", "portal": None, "account_id": account_id}]
+    assert obtained == [
+        {"instance": "spark", "scope": "idx", "portal": None, "account_id": account_id}
+    ]
     assert failed.status_code == 418
     assert failed.data == b"custom unknown_state"
     assert failed.headers["Cache-Control"] == "no-store"
