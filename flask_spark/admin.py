@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .account import SparkAccount
+from .config import DEFAULT_INSTANCE
 
 if TYPE_CHECKING:
     from .extension import SparkState
@@ -31,7 +32,7 @@ class GrantInfo:
     #: keys is kept so (until a new pair is configured); a user's grant is deleted.
     ended: bool
     #: The name of the :class:`~flask_spark.Spark` instance the grant belongs to.
-    instance: str = "spark"
+    instance: str = DEFAULT_INSTANCE
 
 
 class GrantAdmin:

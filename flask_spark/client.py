@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from flask import Flask
 
-from .config import SparkConfig
+from .config import DEFAULT_INSTANCE, SparkConfig
 from .errors import (
     NotSignedIn,
     PlatformUnavailable,
@@ -177,7 +177,7 @@ class SparkClient:
         tokens: TokenManager,
         loader: GrantLoader,
         budget: RateBudget | None = None,
-        instance: str = "spark",
+        instance: str = DEFAULT_INSTANCE,
     ) -> None:
         self._app = app
         self._instance = instance

@@ -209,6 +209,10 @@ def _bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+#: The name of the default :class:`~flask_spark.Spark` instance: its blueprint is
+#: ``spark``, its keys ``SPARK_...``.
+DEFAULT_INSTANCE = "spark"
+
 #: What a named instance takes from the plain ``SPARK_`` key when its own prefixed key is
 #: unset: where the platform is and how it is reached, where grants live and how they are
 #: sealed. Everything else (the key, its role, its redirect URI...) is the instance's own.

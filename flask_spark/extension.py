@@ -21,7 +21,13 @@ from .account import SparkAccount
 from .admin import GrantAdmin
 from .cli import spark_command
 from .client import SparkClient
-from .config import PrefixedConfig, SparkConfig, load_config, normalize_portal
+from .config import (
+    DEFAULT_INSTANCE,
+    PrefixedConfig,
+    SparkConfig,
+    load_config,
+    normalize_portal,
+)
 from .errors import (
     ConfigurationError,
     NotSignedIn,
@@ -49,8 +55,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: File name of the embedded default grant store, in the app's instance folder.
 DEFAULT_SQLITE_NAME = "spark-grants.sqlite3"
-#: The name of the default instance: its blueprint is ``spark``, its keys ``SPARK_...``.
-DEFAULT_NAME = "spark"
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 #: ``app.extensions`` key of every instance's state, by name (the default's is also
 #: ``app.extensions["spark"]``).
@@ -77,7 +81,7 @@ class SparkState:
     #: The app key's shared rate budget; ``None`` with ``SPARK_RATE_LIMIT = None``.
     budget: RateBudget | None = None
     #: The instance's name, which is also its blueprint's.
-    name: str = DEFAULT_NAME
+    name: str = DEFAULT_INSTANCE
     #: Matches the paths below the instance's ``url_prefix`` (``None``: no prefix).
     paths: MapAdapter | None = None
 
@@ -90,11 +94,11 @@ class SparkState:
     def slot(self, scope: str) -> str:
         """Where this instance's binding for ``scope`` is kept in a browser session: the
         scope itself for the default instance, ``<name>:<scope>`` for the others."""
-        return scope if self.name == DEFAULT_NAME else f"{self.name}:{scope}"
+        return scope if self.name == DEFAULT_INSTANCE else f"{self.name}:{scope}"
 
     def owns(self, slot: str) -> bool:
         """Whether a browser session's binding ``slot`` is this instance's."""
-        if self.name == DEFAULT_NAME:
+        if self.name == DEFAULT_INSTANCE:
             return ":" not in slot
         return slot.startswith(f"{self.name}:")
 
@@ -143,7 +147,7 @@ class Spark:
         self,
         app: Flask | None = None,
         *,
-        name: str = DEFAULT_NAME,
+        name: str = DEFAULT_INSTANCE,
         config_prefix: str | None = None,
         url_prefix: str | None = None,
         portal_loader: PortalLoader | None = None,
@@ -155,7 +159,7 @@ class Spark:
                 "starting with a letter"
             )
         self.name = name
-        default_prefix = "SPARK_" if name == DEFAULT_NAME else f"SPARK_{name.upper()}_"
+        default_prefix = "SPARK_" if name == DEFAULT_INSTANCE else f"SPARK_{name.upper()}_"
         self.config_prefix = config_prefix or default_prefix
         self.url_prefix = url_prefix
         self._portal_loader = portal_loader
@@ -270,7 +274,7 @@ class Spark:
 
         app.register_blueprint(make_blueprint(self.name), url_prefix=self.url_prefix)
         instances[self.name] = state
-        if self.name == DEFAULT_NAME:
+        if self.name == DEFAULT_INSTANCE:
             app.extensions["spark"] = state
         guard_session_interface(app, _session_retired)
         if spark_command.name not in app.cli.commands:
@@ -499,8 +503,8 @@ def spark_state(app: Flask | None = None, name: str | None = None) -> SparkState
     default instance's, or with ``name=None`` the only instance there is."""
     found = instances(app)
     if name is None:
-        if DEFAULT_NAME in found or len(found) != 1:
-            name = DEFAULT_NAME
+        if DEFAULT_INSTANCE in found or len(found) != 1:
+            name = DEFAULT_INSTANCE
         else:
             (name,) = found
     try:
@@ -536,7 +540,7 @@ def serving_state() -> SparkState:
         if chosen is None:
             under = [state for state in found.values() if state.serves(request.path)]
             under.sort(key=lambda state: len(state.extension.url_prefix or ""), reverse=True)
-            chosen = under[0] if under else found.get(DEFAULT_NAME)
+            chosen = under[0] if under else found.get(DEFAULT_INSTANCE)
     if chosen is None:
         raise RuntimeError(
             "no Spark instance serves this request (and there is no default one): name "

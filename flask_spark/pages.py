@@ -119,7 +119,7 @@ def error_page(reason: str, status: int, *, offer_login: bool = True, **context:
     return response
 
 
-def login_url_for_here(instance: str = "spark") -> str:
+def login_url_for_here(instance: str) -> str:
     """``instance``'s ``/login?next=<the current page>``, mount point (``SCRIPT_NAME``)
     included."""
     here = request.script_root + request.path
@@ -129,7 +129,7 @@ def login_url_for_here(instance: str = "spark") -> str:
     return url_for(f"{instance}.login", next=safe_next(here))
 
 
-def unauthorized(instance: str = "spark") -> Response:
+def unauthorized(instance: str) -> Response:
     """Not signed in: redirect pages to ``instance``'s sign-in, answer JSON requests with
     401."""
     if wants_json():

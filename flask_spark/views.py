@@ -61,7 +61,7 @@ def _pending_name(state: SparkState, oauth_state: str, sid: str) -> str:
     return state.slot(f"{oauth_state}\x00{sid}")
 
 
-def make_blueprint(name: str = "spark") -> Blueprint:
+def make_blueprint(name: str) -> Blueprint:
     """A fresh blueprint for the instance ``name`` (one per instance and app)."""
     bp = Blueprint(name, __name__, template_folder="templates")
     bp.add_url_rule("/login", "login", login, methods=["GET"])

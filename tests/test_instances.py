@@ -4,6 +4,7 @@ them at once, each seeing its own account and tokens."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,7 +62,7 @@ def add_views(app: Flask, vow: Spark) -> None:
 
 
 @pytest.fixture
-def two_instance_app(make_app: AppFactory, spark_platform: SparkPlatform) -> Flask:
+def two_instance_app(make_app: AppFactory, spark_platform: SparkPlatform) -> Iterator[Flask]:
     spark_platform.register_client(
         "vow-key",
         "vow-secret",
