@@ -32,11 +32,13 @@ def start(
     redis_server: RedisServer,
     store_url: str,
     running: list[GunicornServer],
+    flow: str = "oauth2",
 ) -> GunicornServer:
     env = portal_env(
         platform,
         redis_server,
         SPARK_GRANT_STORE=store_url,
+        SPARK_AUTH_FLOW=flow,
         SPARK_REFRESH_LEASE_SECONDS=LEASE_SECONDS,
         SPARK_TIMEOUT=2,
     )
@@ -77,6 +79,7 @@ def timed_requests(
     return join, go
 
 
+@pytest.mark.parametrize("flow", ["oauth2", "openid"])
 @pytest.mark.parametrize("fault", ["kill", "failover"])
 def test_a_sentinel_failover_at_expiry_signs_nobody_out(
     request: pytest.FixtureRequest,
@@ -85,9 +88,11 @@ def test_a_sentinel_failover_at_expiry_signs_nobody_out(
     http: urllib3.PoolManager,
     servers: list[GunicornServer],
     fault: str,
+    flow: str,
 ) -> None:
     topology: SentinelTopology = request.getfixturevalue("sentinel_topology")
-    server = start(spark_platform, redis_server, clean_store_url(request, "sentinel"), servers)
+    store_url = clean_store_url(request, "sentinel")
+    server = start(spark_platform, redis_server, store_url, servers, flow)
     browsers = [CookieBrowser(http) for _ in range(10)]
     accounts = [ACCOUNTS[i % len(ACCOUNTS)]["Id"] for i in range(len(browsers))]
     for browser, account in zip(browsers, accounts, strict=True):

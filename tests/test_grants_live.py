@@ -1,6 +1,6 @@
-"""Grants on every store, under load on real gunicorn workers: one refresh per expiry for
-bursts of one browser, for one agent on several browsers and servers, and for a background
-job beside the web requests."""
+"""Grants on every store, under load on real gunicorn workers, on both sign-in flows (OAuth 2
+and OpenID Connect): one refresh per expiry for bursts of one browser, for one agent on
+several browsers and servers, and for a background job beside the web requests."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ pytestmark = pytest.mark.slow
 
 STORES = ["sqlite", "postgresql", "mariadb", "redis", "sentinel", "cluster"]
 
+#: The token endpoint each sign-in flow refreshes at.
+TOKEN_PATHS = {"oauth2": "/v1/oauth2/grant", "openid": "/openid/token"}
+
 
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest) -> str:
@@ -36,15 +39,27 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return clean_store_url(request, request.param)
 
 
+@pytest.fixture(params=list(TOKEN_PATHS))
+def flow(request: pytest.FixtureRequest) -> str:
+    """``SPARK_AUTH_FLOW``: each test runs on both sign-in flows."""
+    return str(request.param)
+
+
 def start(
     platform: SparkPlatform,
     redis_server: RedisServer,
     store_url: str,
+    flow: str,
     running: list[GunicornServer],
     count: int = 1,
 ) -> list[GunicornServer]:
-    env = portal_env(platform, redis_server, SPARK_GRANT_STORE=store_url)
+    env = portal_env(platform, redis_server, SPARK_GRANT_STORE=store_url, SPARK_AUTH_FLOW=flow)
     return start_portals(platform, env, running, count)
+
+
+def refreshed_at(platform: SparkPlatform) -> set[str]:
+    """The paths the platform saw the portal exchange or refresh tokens at."""
+    return {r.path for r in platform.requests_for("grant")}
 
 
 def test_bursts_of_one_browser_refresh_once_per_expiry(
@@ -53,14 +68,16 @@ def test_bursts_of_one_browser_refresh_once_per_expiry(
     http: urllib3.PoolManager,
     servers: list[GunicornServer],
     store_url: str,
+    flow: str,
 ) -> None:
-    [server] = start(spark_platform, redis_server, store_url, servers)
+    [server] = start(spark_platform, redis_server, store_url, flow, servers)
     browser = CookieBrowser(http)
     browser.sign_in(server.url)
     headers = {"Cookie": f"session={browser.cookie}"}
     served, refreshes = bursts_at_expiry(spark_platform, http, f"{server.url}/account", headers)
     assert (served, refreshes) == (80, [1, 1, 1, 1, 1])
     assert spark_platform.stats.rejected_refreshes == 0
+    assert refreshed_at(spark_platform) == {TOKEN_PATHS[flow]}
 
 
 def test_one_agent_on_three_browsers_and_two_servers(
@@ -69,8 +86,9 @@ def test_one_agent_on_three_browsers_and_two_servers(
     http: urllib3.PoolManager,
     servers: list[GunicornServer],
     store_url: str,
+    flow: str,
 ) -> None:
-    first, second = start(spark_platform, redis_server, store_url, servers, count=2)
+    first, second = start(spark_platform, redis_server, store_url, flow, servers, count=2)
     agent = ACCOUNTS[1]["Id"]
     browsers = [CookieBrowser(http) for _ in range(3)]
     for index, browser in enumerate(browsers):
@@ -88,6 +106,7 @@ def test_one_agent_on_three_browsers_and_two_servers(
         refreshes.append(spark_platform.stats.refreshes - before)
     assert refreshes == [1, 1, 1]
     assert spark_platform.stats.rejected_refreshes == 0
+    assert refreshed_at(spark_platform) == {TOKEN_PATHS[flow]}
 
 
 @pytest.mark.parametrize("store_url", ["sqlite", "redis"], indirect=True)
@@ -97,9 +116,10 @@ def test_a_job_and_web_requests_of_one_agent_refresh_once(
     http: urllib3.PoolManager,
     servers: list[GunicornServer],
     store_url: str,
+    flow: str,
     tmp_path: Path,
 ) -> None:
-    [server] = start(spark_platform, redis_server, store_url, servers)
+    [server] = start(spark_platform, redis_server, store_url, flow, servers)
     browser = CookieBrowser(http)
     browser.sign_in(server.url)
     go = tmp_path / "go"
@@ -125,3 +145,4 @@ def test_a_job_and_web_requests_of_one_agent_refresh_once(
     assert statuses == [200] * 16
     assert spark_platform.stats.refreshes == 1
     assert spark_platform.stats.rejected_refreshes == 0
+    assert refreshed_at(spark_platform) == {TOKEN_PATHS[flow]}
