@@ -1,6 +1,6 @@
 """Store failures under real gunicorn workers: a Sentinel failover right at an expiry, and
-a Redis Cluster master killed. Nobody is signed out, no refresh token is rejected, no
-request waits past the lease plus a second, and no page is a 500."""
+a Redis Cluster master killed, on both sign-in flows. Nobody is signed out, no refresh
+token is rejected, no request waits past the lease plus a second, and no page is a 500."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ pytestmark = pytest.mark.slow
 
 #: The refresh lease in these tests: longer than a failover, short enough to bound waits.
 LEASE_SECONDS = 8.0
+
+#: Each sign-in flow, with where it gives an unstored grant back.
+REVOKE_PATHS = {"oauth2": "/v1/oauth2/token/", "openid": "/openid/revoke"}
 
 
 def start(
@@ -79,7 +82,7 @@ def timed_requests(
     return join, go
 
 
-@pytest.mark.parametrize("flow", ["oauth2", "openid"])
+@pytest.mark.parametrize("flow", list(REVOKE_PATHS))
 @pytest.mark.parametrize("fault", ["kill", "failover"])
 def test_a_sentinel_failover_at_expiry_signs_nobody_out(
     request: pytest.FixtureRequest,
@@ -143,12 +146,14 @@ def _slot_owner(cluster: ClusterTopology, key: str) -> int:
     raise AssertionError(f"no master serves slot {slot}")
 
 
+@pytest.mark.parametrize("flow", list(REVOKE_PATHS))
 def test_a_killed_cluster_master_gives_503_never_500(
     request: pytest.FixtureRequest,
     spark_platform: SparkPlatform,
     redis_server: RedisServer,
     http: urllib3.PoolManager,
     servers: list[GunicornServer],
+    flow: str,
 ) -> None:
     cluster: ClusterTopology = request.getfixturevalue("cluster_topology")
     store_url = clean_store_url(request, "cluster")
@@ -157,7 +162,7 @@ def test_a_killed_cluster_master_gives_503_never_500(
         with admin(port) as client:
             command(client, "CONFIG", "SET", "cluster-require-full-coverage", "no")
     try:
-        server = start(spark_platform, redis_server, store_url, servers)
+        server = start(spark_platform, redis_server, store_url, servers, flow)
         agent = ACCOUNTS[0]["Id"]
         signed_in = CookieBrowser(http)
         signed_in.sign_in(server.url, user=agent)
@@ -184,6 +189,7 @@ def test_a_killed_cluster_master_gives_503_never_500(
         assert b"storage is unavailable" in answer.data
         assert spark_platform.stats.code_exchanges == 2
         assert spark_platform.stats.revocations == revoked + 1  # given back
+        assert spark_platform.requests_for("revoke")[-1].path.startswith(REVOKE_PATHS[flow])
 
         statuses = [
             signed_in.get(f"{server.url}{path}").status
