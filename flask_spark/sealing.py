@@ -249,8 +249,10 @@ class SealedStore:
     def marked(self, name: str, now: float) -> bool:
         return self.inner.marked(name, now)
 
-    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
-        return self.inner.spend(bucket, limit, window, now)
+    def spend(
+        self, bucket: str, limit: int, window: float, now: float, count: int = 1
+    ) -> tuple[int, float]:
+        return self.inner.spend(bucket, limit, window, now, count)
 
     def close(self) -> None:
         self.inner.close()

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_spark import ConfigurationError, RateLimited, spark_api
-from flask_spark.rate_budget import PUBLISHED_LIMITS, RateBudget
-from flask_spark.stores import store_from_url
+from flask_spark import ConfigurationError, RateLimited, rate_budget, spark_api
+from flask_spark.rate_budget import PUBLISHED_LIMITS, RateBudget, margin
+from flask_spark.stores import MemoryGrantStore, store_from_url
 from flask_spark.testing import SparkPlatform
 
 from .conftest import AppFactory, Browser, add_probe, app_with_pair, in_request
@@ -229,7 +229,6 @@ def test_a_store_of_the_apps_own_without_spend_turns_the_budget_off_with_a_warni
     make_app: AppFactory, spark_platform: SparkPlatform
 ) -> None:
     from flask_spark import Spark, SparkWarning
-    from flask_spark.stores import MemoryGrantStore
 
     class OlderStore(MemoryGrantStore):
         """A store written before the protocol had spend()."""
@@ -241,3 +240,85 @@ def test_a_store_of_the_apps_own_without_spend_turns_the_budget_off_with_a_warni
         app = app_with_pair(make_app, pair, spark=Spark(grant_store=OlderStore()))
     assert app.extensions["spark"].budget is None
     assert calls(app, 2) == [spark_platform.accounts[0]["Name"]] * 2
+
+
+# -- counting in batches -----------------------------------------------------------------
+
+
+class CountingStore(MemoryGrantStore):
+    """A memory store that records what each ``spend`` round trip asked for and how many
+    calls it counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []
+        self.counted: list[int] = []
+
+    def spend(
+        self, bucket: str, limit: int, window: float, now: float, count: int = 1
+    ) -> tuple[int, float]:
+        self.asked.append(count)
+        answer = super().spend(bucket, limit, window, now, count)
+        self.counted.append(answer[0])
+        return answer
+
+
+class Clock:
+    """Stands in for :mod:`time` in :mod:`flask_spark.rate_budget`: time moves only when
+    the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(rate_budget, "time", fake)
+    return fake
+
+
+def test_a_busy_process_counts_its_calls_in_growing_batches(clock: Clock) -> None:
+    store = CountingStore()
+    budget = RateBudget(store, "client", limit=100_000, window=300.0, max_wait=0)
+
+    for _ in range(200):
+        budget.spend()
+
+    # One round trip for 1 call, then 2, 4, ... up to MAX_BATCH: 9 round trips, not 200.
+    assert store.asked == [1, 2, 4, 8, 16, 32, 64, 64, 64]
+    assert store.counted == store.asked
+
+
+def test_places_counted_ahead_are_used_only_within_half_the_margin(clock: Clock) -> None:
+    store = CountingStore()
+    budget = RateBudget(store, "client", limit=100_000, window=300.0, max_wait=0)
+    for _ in range(2):  # a batch of 1, then one of 2: one place of it is left
+        budget.spend()
+    clock.now += margin(300.0) / 2  # no longer usable: sent now, it would outlive its place
+
+    budget.spend()
+
+    assert store.asked == [1, 2, 1]  # counted again, as many as the last batch used
+    assert store.counted == [1, 2, 1]
+
+
+def test_a_quiet_process_and_a_small_limit_count_one_call_at_a_time(clock: Clock) -> None:
+    quiet_store, small_store = CountingStore(), CountingStore()
+    quiet = RateBudget(quiet_store, "client", limit=100_000, window=300.0, max_wait=0)
+    small = RateBudget(small_store, "client", limit=63, window=300.0, max_wait=0)
+
+    for _ in range(10):
+        quiet.spend()
+        small.spend()
+        small.spend()
+        clock.now += 1.0  # the next call of the quiet process comes a second later
+
+    assert quiet_store.asked == [1] * 10
+    assert small_store.asked == [1] * 20

@@ -698,43 +698,63 @@ BUCKET = rate_bucket("client-a")
 def test_spend_counts_calls_up_to_the_limit_in_a_sliding_window(
     any_store: GrantStore, now: float
 ) -> None:
-    assert [any_store.spend(BUCKET, 3, 10.0, now + t) for t in (0.0, 0.5, 1.0)] == [0.0] * 3
+    assert [any_store.spend(BUCKET, 3, 10.0, now + t) for t in (0.0, 0.5, 1.0)] == [(1, 0.0)] * 3
 
     # Full: room when the oldest call (at now) leaves, at now + 10.
-    assert any_store.spend(BUCKET, 3, 10.0, now + 2) == pytest.approx(8.0)
-    assert any_store.spend(BUCKET, 3, 10.0, now + 9.75) == pytest.approx(0.25)
+    assert any_store.spend(BUCKET, 3, 10.0, now + 2) == (0, pytest.approx(8.0))
+    assert any_store.spend(BUCKET, 3, 10.0, now + 9.75) == (0, pytest.approx(0.25))
     # Refused calls were not counted: at now + 10 exactly one place is free.
-    assert any_store.spend(BUCKET, 3, 10.0, now + 10) == 0.0
-    assert any_store.spend(BUCKET, 3, 10.0, now + 10) == pytest.approx(0.5)
-    assert any_store.spend(BUCKET, 3, 10.0, now + 11) == 0.0
+    assert any_store.spend(BUCKET, 3, 10.0, now + 10) == (1, 0.0)
+    assert any_store.spend(BUCKET, 3, 10.0, now + 10) == (0, pytest.approx(0.5))
+    assert any_store.spend(BUCKET, 3, 10.0, now + 11) == (1, 0.0)
 
 
 def test_spend_keeps_app_keys_apart(any_store: GrantStore, now: float) -> None:
     other = rate_bucket("client-b")
 
-    assert any_store.spend(BUCKET, 1, 60.0, now) == 0.0
-    assert any_store.spend(BUCKET, 1, 60.0, now) == pytest.approx(60.0)
-    assert any_store.spend(other, 1, 60.0, now) == 0.0
+    assert any_store.spend(BUCKET, 1, 60.0, now) == (1, 0.0)
+    assert any_store.spend(BUCKET, 1, 60.0, now) == (0, pytest.approx(60.0))
+    assert any_store.spend(other, 1, 60.0, now) == (1, 0.0)
 
 
 def test_spend_after_a_long_pause_has_the_whole_limit_again(
     any_store: GrantStore, now: float
 ) -> None:
     for t in range(5):
-        assert any_store.spend(BUCKET, 5, 10.0, now + t) == 0.0
-    assert any_store.spend(BUCKET, 5, 10.0, now + 5) > 0
+        assert any_store.spend(BUCKET, 5, 10.0, now + t) == (1, 0.0)
+    assert any_store.spend(BUCKET, 5, 10.0, now + 5)[1] > 0
 
     later = now + 3600
     results = [any_store.spend(BUCKET, 5, 10.0, later) for _ in range(6)]
-    assert results[:5] == [0.0] * 5
-    assert results[5] == pytest.approx(10.0)
+    assert results[:5] == [(1, 0.0)] * 5
+    assert results[5] == (0, pytest.approx(10.0))
+
+
+def test_spend_counts_a_batch_as_far_as_the_limit_allows(
+    any_store: GrantStore, now: float
+) -> None:
+    assert any_store.spend(BUCKET, 10, 10.0, now, count=4) == (4, 0.0)
+    assert any_store.spend(BUCKET, 10, 10.0, now + 1, count=4) == (4, 0.0)
+    assert any_store.spend(BUCKET, 10, 10.0, now + 2, count=4) == (2, 0.0)  # room for 2
+    assert any_store.spend(BUCKET, 10, 10.0, now + 3, count=4) == (0, pytest.approx(7.0))
+    # The first batch leaves the window together, at now + 10.
+    assert any_store.spend(BUCKET, 10, 10.0, now + 10, count=8) == (4, 0.0)
+
+
+def test_threads_racing_for_batches_never_overfill_the_window(
+    any_store: GrantStore, now: float
+) -> None:
+    results = race(THREADS, lambda _: any_store.spend(BUCKET, 20, 60.0, now, count=3))
+
+    assert sum(counted for counted, _ in results) == 20
+    assert all(0 < wait <= 60.0 for counted, wait in results if not counted)
 
 
 def test_threads_racing_to_spend_the_last_places(any_store: GrantStore, now: float) -> None:
     results = race(THREADS * 2, lambda _: any_store.spend(BUCKET, 5, 60.0, now))
 
-    assert results.count(0.0) == 5
-    assert all(0 < wait <= 60.0 for wait in results if wait)
+    assert results.count((1, 0.0)) == 5
+    assert all(0 < wait <= 60.0 for counted, wait in results if not counted)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
@@ -746,7 +766,7 @@ def test_a_slot_made_by_another_caller_between_two_reads_is_read_again(
     url = clean_store_url(request, kind)
     first, other = store_from_url(url), store_from_url(url)
     assert isinstance(first, SQLGrantStore)
-    made: list[float] = []
+    made: list[tuple[int, float]] = []
 
     def other_caller_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if "max(" in statement.lower() and not made:
@@ -756,8 +776,8 @@ def test_a_slot_made_by_another_caller_between_two_reads_is_read_again(
     try:
         # The fast path finds no slot to reuse; the slow one reads no candidates, then
         # the other caller takes the only place before the count of slots is read.
-        assert first.spend(BUCKET, 1, 60.0, now + 1) == pytest.approx(59.0)
-        assert made == [0.0]
+        assert first.spend(BUCKET, 1, 60.0, now + 1) == (0, pytest.approx(59.0))
+        assert made == [(1, 0.0)]
     finally:
         sa.event.remove(first.engine, "before_cursor_execute", other_caller_first)
         first.close()
@@ -770,7 +790,7 @@ def spend_in_a_process(url: str, calls: int, now: float, start: Any, answers: An
     try:
         store.spend(rate_bucket("warm-up"), 1, 1.0, now)  # connected before the start
         start.wait(timeout=60)
-        answers.put([store.spend(BUCKET, PROCESSES * 2, 60.0, now) for _ in range(calls)])
+        answers.put([store.spend(BUCKET, PROCESSES * 2, 60.0, now)[0] for _ in range(calls)])
     finally:
         store.close()
 
@@ -785,13 +805,13 @@ def test_processes_share_one_rate_window(shared_url: str, now: float) -> None:
     try:
         for racer in racers:
             racer.start()
-        results = [wait for _ in racers for wait in answers.get(timeout=120)]
+        results = [counted for _ in racers for counted in answers.get(timeout=120)]
         for racer in racers:
             racer.join(30)
 
         # PROCESSES x 5 calls against room for PROCESSES x 2 in the window.
         assert len(results) == PROCESSES * 5
-        assert results.count(0.0) == PROCESSES * 2
+        assert sum(results) == PROCESSES * 2
     finally:
         for racer in racers:
             if racer.is_alive():

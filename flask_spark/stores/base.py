@@ -216,11 +216,14 @@ class GrantStore(Protocol):
 
     # -- rate windows ------------------------------------------------------------------
 
-    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
-        """Count one call in ``bucket`` if fewer than ``limit`` were counted in the
-        ``window`` seconds up to ``now`` (a call counted at ``t`` leaves the window at
-        ``t + window``). Returns 0.0 when it counted the call, else the seconds until
-        enough counted calls leave the window for one more (always more than 0)."""
+    def spend(
+        self, bucket: str, limit: int, window: float, now: float, count: int = 1
+    ) -> tuple[int, float]:
+        """Count up to ``count`` calls in ``bucket`` at ``now``, as many as fit under
+        ``limit`` in the ``window`` seconds up to ``now`` (a call counted at ``t`` leaves
+        the window at ``t + window``). Returns ``(counted, 0.0)`` when it counted at
+        least one, else ``(0, seconds)``: the seconds until enough counted calls leave
+        the window for one more (always more than 0)."""
         ...
 
     def close(self) -> None:

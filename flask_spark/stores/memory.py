@@ -174,14 +174,18 @@ class MemoryGrantStore:
                 return False
             return at is not None
 
-    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+    def spend(
+        self, bucket: str, limit: int, window: float, now: float, count: int = 1
+    ) -> tuple[int, float]:
         with self._lock:
             times = self._rates.setdefault(bucket, [])
             del times[: bisect.bisect_right(times, now - window)]
-            if len(times) < limit:
-                bisect.insort(times, now)
-                return 0.0
-            return max(times[len(times) - limit] + window - now, 1e-3)
+            counted = min(count, limit - len(times))
+            if counted > 0:
+                for _ in range(counted):
+                    bisect.insort(times, now)
+                return counted, 0.0
+            return 0, max(times[len(times) - limit] + window - now, 1e-3)
 
     def close(self) -> None:
         pass

@@ -169,10 +169,13 @@ _SPEND = """#!lua
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local counted = redis.call('ZCARD', KEYS[1])
 local limit = tonumber(ARGV[2])
-if counted < limit then
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+local room = math.min(limit - counted, tonumber(ARGV[6]))
+if room > 0 then
+  for i = 1, room do
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4] .. ':' .. i)
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return ''
+  return room
 end
 return redis.call('ZRANGE', KEYS[1], counted - limit, counted - limit, 'WITHSCORES')[2]
 """
@@ -510,18 +513,27 @@ class RedisGrantStore:
 
     # -- rate windows ------------------------------------------------------------------
 
-    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+    def spend(
+        self, bucket: str, limit: int, window: float, now: float, count: int = 1
+    ) -> tuple[int, float]:
         # Not waited for by replicas: a failover may forget a few counted calls, which the
         # platform's own 429 then covers.
-        oldest = self._run(
+        answer = self._run(
             self._spend,
             [f"{self.prefix}r:{bucket}"],
-            [repr(now - window), limit, repr(now), f"{now!r}:{new_secret()[:8]}", _ms(window)],
+            [
+                repr(now - window),
+                limit,
+                repr(now),
+                f"{now!r}:{new_secret()[:8]}",
+                _ms(window),
+                count,
+            ],
             durable=False,
         )
-        if not oldest:
-            return 0.0
-        return max(float(_text(oldest)) + window - now, 1e-3)
+        if isinstance(answer, int):  # how many were counted
+            return answer, 0.0
+        return 0, max(float(_text(answer)) + window - now, 1e-3)
 
     def close(self) -> None:
         if self._owns:

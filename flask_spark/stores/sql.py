@@ -584,16 +584,18 @@ class SQLGrantStore:
 
     # -- rate windows ------------------------------------------------------------------
 
-    def spend(self, bucket: str, limit: int, window: float, now: float) -> float:
+    def spend(
+        self, bucket: str, limit: int, window: float, now: float, count: int = 1
+    ) -> tuple[int, float]:
         r = self._rate.c
         cutoff = now - window
-        # Usually there is a free slot and nobody else wants it: take the oldest in one
-        # statement. Else (no free slot, or another caller took it first) look closer.
+        # Usually there are free slots and nobody else wants them: take the oldest in one
+        # statement. Else (no free slot, or other callers took them first) look closer.
         oldest_free = (
             sa.select(r.slot)
             .where(r.bucket == bucket, r.slot < limit, r.used_at <= cutoff)
             .order_by(r.used_at)
-            .limit(1)
+            .limit(count)
         )
         if self.engine.dialect.name in ("mysql", "mariadb"):
             # MySQL reads the table it updates only through a derived table.
@@ -601,15 +603,11 @@ class SQLGrantStore:
         with self._connect(autocommit=True) as conn:
             taken = conn.execute(
                 sa.update(self._rate)
-                .where(
-                    r.bucket == bucket,
-                    r.used_at <= cutoff,
-                    r.slot == oldest_free.scalar_subquery(),
-                )
+                .where(r.bucket == bucket, r.used_at <= cutoff, r.slot.in_(oldest_free))
                 .values(used_at=now)
             ).rowcount
         if taken:
-            return 0.0
+            return taken, 0.0
         oldest = (
             sa.select(r.slot, r.used_at)
             .where(r.bucket == bucket, r.slot < limit)
@@ -630,7 +628,7 @@ class SQLGrantStore:
                         .values(used_at=now)
                     ).rowcount
                     if taken:
-                        return 0.0
+                        return 1, 0.0
                     continue
                 # Slots are numbered from 0 as they are made: the next one's number is
                 # how many there are (read off the primary key's index).
@@ -643,18 +641,20 @@ class SQLGrantStore:
                     # statement sees what is committed when it starts): read them again.
                     continue
                 if made >= limit:
-                    return max(float(rows[0].used_at) + window - now, 1e-3)
-                # Room, and no slot to reuse: make the next one (slots are made as the
+                    return 0, max(float(rows[0].used_at) + window - now, 1e-3)
+                # Room, and no slot to reuse: make the next ones (slots are made as the
                 # calls of a window need them, never more than the limit).
+                new = min(count, limit - made)
                 try:
                     conn.execute(
-                        sa.insert(self._rate).values(bucket=bucket, slot=made, used_at=now)
+                        sa.insert(self._rate),
+                        [{"bucket": bucket, "slot": made + i, "used_at": now} for i in range(new)],
                     )
-                except IntegrityError:  # another caller made it first: look again
+                except IntegrityError:  # another caller made one first: look again
                     conn.rollback()
                     continue
-            return 0.0
-        return 1e-3  # every candidate went to another caller: look again shortly
+            return new, 0.0
+        return 0, 1e-3  # every candidate went to another caller: look again shortly
 
     def close(self) -> None:
         if self._owns_engine:
