@@ -589,7 +589,8 @@ def current_scope(state: SparkState | None = None) -> tuple[str, str | None]:
 
 def current_grant(state: SparkState | None = None) -> Grant | None:
     """The grant the current browser session is bound to for ``state`` (the serving
-    instance) and the current portal, read fresh from the store once per request.
+    instance) and the current portal, resolved once per request (see
+    :meth:`~flask_spark.tokens.TokenManager.resolve`).
 
     :raises StoreUnavailable: the session or grant store did not answer.
     """

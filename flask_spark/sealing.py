@@ -21,14 +21,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .stores.base import Binding, Grant, GrantKey, GrantStore
+from .stores.base import Binding, ChangeWatch, Grant, GrantKey, GrantStore
 
 __all__ = ["SealedStore", "Sealer"]
 
@@ -132,6 +132,10 @@ class SealedStore:
 
     def __repr__(self) -> str:
         return f"<SealedStore {self.inner!r}>"
+
+    def changes(self) -> ChangeWatch | None:
+        changes = getattr(self.inner, "changes", None)
+        return None if changes is None else cast("ChangeWatch | None", changes())
 
     # -- the two directions --------------------------------------------------------------
 

@@ -16,19 +16,30 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import SparkConfig
 from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired, StoreUnavailable
 from .grant import GrantClient
-from .stores.base import Grant, GrantKey, GrantStore, Tokens, digest, new_secret
+from .stores.base import (
+    TOUCH_INTERVAL,
+    ChangeWatch,
+    Grant,
+    GrantKey,
+    GrantStore,
+    Tokens,
+    digest,
+    new_secret,
+)
 
 log = logging.getLogger("flask_spark")
 
@@ -42,8 +53,8 @@ _POLL_FIRST, _POLL_MAX = 0.001, 0.005
 
 class GrantCache:
     """A short-lived, bounded, per-process memory of grants read by key (the app-wide
-    grant, :meth:`~flask_spark.Spark.client_for`). Browser requests always read their
-    binding fresh, so a sign-out is seen at once everywhere.
+    grant, :meth:`~flask_spark.Spark.client_for`). Browser requests read their binding
+    through :class:`BindingCache` instead, which follows the store's changes.
 
     Serving a stale grant is safe: a token another process replaced gets 1020 or 1000 from
     the platform, and the client then reads the store again and retries.
@@ -75,6 +86,45 @@ class GrantCache:
         with self._lock:
             self._items[key.id] = (time.monotonic(), grant)
             self._items.move_to_end(key.id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class BindingCache:
+    """What browsers' bindings resolved to, kept per process while the store's
+    :class:`~flask_spark.stores.base.ChangeWatch` says nothing changed since: a signed-in
+    request then reads neither the store nor the sealed tokens.
+
+    An entry holds the version it was read at (read *before* the store, so a change
+    during the read makes it stale at once) and lives at most half of
+    :data:`~flask_spark.stores.base.TOUCH_INTERVAL`, so a binding in use is still
+    touched in the store on time. A sign-out, anywhere, changes the version: the next
+    request of any browser of that binding reads the store again.
+    """
+
+    def __init__(self, size: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        self.size = size
+        self.max_age = TOUCH_INTERVAL / 2
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[object, float, Grant | None]] = OrderedDict()
+
+    def get(self, binding_id: str, version: object) -> tuple[bool, Grant | None]:
+        """``(True, grant)`` (``None``: no grant) when remembered at ``version`` and
+        young enough, else ``(False, None)``."""
+        with self._lock:
+            item = self._items.get(binding_id)
+            if item is None:
+                return False, None
+            if item[0] != version or self._clock() - item[1] > self.max_age:
+                del self._items[binding_id]
+                return False, None
+            return True, item[2]
+
+    def put(self, binding_id: str, version: object, grant: Grant | None) -> None:
+        with self._lock:
+            self._items[binding_id] = (version, self._clock(), grant)
+            self._items.move_to_end(binding_id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
@@ -163,6 +213,13 @@ class TokenManager:
         #: The longest a request waits for another process's refresh.
         self.max_wait = max(self.lease_seconds, 2 * config.timeout) + 1.0
         self.cache = GrantCache(config.token_cache_seconds)
+        self.bindings = BindingCache()
+        changes = getattr(store, "changes", None)
+        self._watch: ChangeWatch | None = None if changes is None else changes()
+        # Bumped after each change this process makes, so its own changes are seen
+        # before the store's watch reports them.
+        self._changes = itertools.count()
+        self._changed = next(self._changes)
         self._locks = _KeyLocks()
         self._state_lock = threading.Lock()
         # The last failed refresh of each grant in this process, shared with the threads
@@ -212,10 +269,32 @@ class TokenManager:
     # -- reading -------------------------------------------------------------------------
 
     def resolve(self, binding_id: str, ttl: float) -> Grant | None:
-        """The grant a browser's binding points at, read fresh; ``None`` when the binding
-        or the grant is gone (signed out, revoked, expired unused)."""
+        """The grant a browser's binding points at; ``None`` when the binding or the
+        grant is gone (signed out, revoked, expired unused). Served from
+        :attr:`bindings` while the store's watch says nothing changed, else read from
+        the store."""
+        version = self._version()
+        if version is not None:
+            hit, grant = self.bindings.get(binding_id, version)
+            if hit:
+                return None if grant is None else self._newest(grant)
         found = self.store.resolve(binding_id, time.time(), ttl)
-        return None if found is None else self._newest(found[1])
+        grant = None if found is None else found[1]
+        if version is not None:
+            self.bindings.put(binding_id, version, grant)
+        return None if grant is None else self._newest(grant)
+
+    def _version(self) -> tuple[object, int] | None:
+        """The store's version and this process's own changes; ``None`` when the store
+        cannot tell (then bindings are read from the store)."""
+        if self._watch is None:
+            return None
+        version = self._watch.version()
+        return None if version is None else (version, self._changed)
+
+    def _note_change(self) -> None:
+        """Called after each change this process makes to a grant or binding."""
+        self._changed = next(self._changes)
 
     def get(self, key: GrantKey, *, fresh: bool = False) -> Grant | None:
         """The grant of ``key`` (possibly remembered for ``SPARK_TOKEN_CACHE_SECONDS``).
@@ -289,7 +368,10 @@ class TokenManager:
             updated_at=now,
             last_used_at=now,
         )
-        replaced = self.store.put(grant)
+        try:
+            replaced = self.store.put(grant)
+        finally:
+            self._note_change()
         self._forget_unsaved(key)
         self.cache.put(key, grant)
         if (
@@ -314,13 +396,19 @@ class TokenManager:
 
     def unbind(self, binding_id: str) -> None:
         """Forget one browser's binding; the grant stays for the account's others."""
-        self.store.unbind(binding_id)
+        try:
+            self.store.unbind(binding_id)
+        finally:
+            self._note_change()
 
     def end(self, key: GrantKey) -> tuple[Grant | None, bool]:
         """End the grant for every browser and job: delete it with all its bindings and
         revoke it at the platform (best effort). Returns what was deleted and whether the
         platform confirmed the revocation."""
-        grant = self.store.delete(key)
+        try:
+            grant = self.store.delete(key)
+        finally:
+            self._note_change()
         self._forget_unsaved(key)
         self.cache.put(key, None)
         if grant is None or not grant.access_token:
@@ -340,6 +428,7 @@ class TokenManager:
             and current.lease_until <= time.time()  # not while a refresh is under way
         ):
             self.store.delete(grant.key)
+            self._note_change()
             current = None
         self.cache.put(grant.key, current)
 
@@ -494,9 +583,11 @@ class TokenManager:
             return again
         if key == self._app_key:
             self.store.end(key, current.access_token)
+            self._note_change()
             self.cache.put(key, self.store.get(key))
         else:
             self.store.delete(key)
+            self._note_change()
             self.cache.put(key, None)
         raise ReauthenticationRequired(self._ended_message(key))
 
@@ -508,10 +599,12 @@ class TokenManager:
         try:
             stored = self.store.finish_refresh(key, stale, fresh)
         except StoreUnavailable:
+            self._note_change()  # its fresh tokens are served from memory (_newest)
             self._keep_unsaved(
                 key, _Unsaved(stale, replace(fresh, lease_holder=None), until), fresh
             )
             return
+        self._note_change()
         if not stored:
             log.warning(
                 "A refreshed grant was replaced meanwhile (a new sign-in); kept the newer one"
@@ -539,6 +632,7 @@ class TokenManager:
             except StoreUnavailable:
                 continue
             self._forget_unsaved(key, unsaved)
+            self._note_change()
             log.info("Refreshed tokens saved after a store outage")
             return
         self._forget_unsaved(key, unsaved)

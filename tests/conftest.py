@@ -230,7 +230,7 @@ def app_with_pair(make_app: AppFactory, pair: dict[str, Any], **config: Any) -> 
 
 def grant_of(app: Flask, client: FlaskClient, scope: str = "idx") -> Any:
     """The grant a test client's browser session is bound to for ``scope`` (or ``None``),
-    read fresh from the grant store."""
+    as the app resolves it."""
     with client.session_transaction() as sess:
         binding = (sess.get("_spark") or {}).get("b", {}).get(scope)
     if binding is None:

@@ -119,6 +119,21 @@ class Binding:
 
 
 @runtime_checkable
+class ChangeWatch(Protocol):
+    """How a process learns that a binding or grant may have changed, so that one it has
+    read can be served again from its memory instead of the store.
+
+    A store offers one through an optional ``changes()`` method (``None``, or no method:
+    every request reads the store).
+    """
+
+    def version(self) -> tuple[int, int] | None:
+        """A value that differs from every earlier one once any binding or grant may have
+        changed, through any process; ``None`` when that cannot be told right now (for
+        instance while the store does not answer)."""
+        ...
+
+
 class GrantStore(Protocol):
     """Where grants, bindings, pending sign-ins and markers live.
 
@@ -254,6 +269,7 @@ def marker_digest(name: str) -> str:
 __all__ = [
     "TOUCH_INTERVAL",
     "Binding",
+    "ChangeWatch",
     "Grant",
     "GrantKey",
     "GrantStore",

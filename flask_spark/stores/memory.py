@@ -14,6 +14,7 @@ from typing import Any
 from .base import (
     TOUCH_INTERVAL,
     Binding,
+    ChangeWatch,
     Grant,
     GrantKey,
     binding_digest,
@@ -28,6 +29,7 @@ class MemoryGrantStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._version = 0  # bumped by every change to a grant or binding
         self._grants: dict[str, Grant] = {}
         self._bindings: dict[str, tuple[float, Binding]] = {}
         self._pending: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -36,6 +38,18 @@ class MemoryGrantStore:
 
     def __repr__(self) -> str:
         return f"<MemoryGrantStore {len(self._grants)} grants>"
+
+    def changes(self) -> ChangeWatch:
+        """Exact: every change happens in this process, under the store's lock."""
+        return self
+
+    def version(self) -> tuple[int, int]:
+        with self._lock:
+            return 0, self._version
+
+    def _changed(self) -> None:
+        """Called under the lock by each change to a grant or binding."""
+        self._version += 1
 
     def get(self, key: GrantKey) -> Grant | None:
         with self._lock:
@@ -47,6 +61,7 @@ class MemoryGrantStore:
             if old is not None:
                 grant = replace(grant, created_at=old.created_at, last_used_at=old.last_used_at)
             self._grants[grant.key.id] = replace(grant, lease_holder=None, lease_until=0.0)
+            self._changed()
             return old
 
     def add(self, grant: Grant) -> bool:
@@ -54,6 +69,7 @@ class MemoryGrantStore:
             if grant.key.id in self._grants:
                 return False
             self._grants[grant.key.id] = grant
+            self._changed()
             return True
 
     def take_lease(
@@ -67,6 +83,7 @@ class MemoryGrantStore:
                 return False, grant
             grant = replace(grant, lease_holder=holder, lease_until=until)
             self._grants[key.id] = grant
+            self._changed()
             return True, grant
 
     def finish_refresh(self, key: GrantKey, stale_access_token: str, grant: Grant) -> bool:
@@ -90,6 +107,7 @@ class MemoryGrantStore:
                 lease_holder=holder,
                 lease_until=until,
             )
+            self._changed()
             return True
 
     def release_lease(self, key: GrantKey, holder: str) -> None:
@@ -97,6 +115,7 @@ class MemoryGrantStore:
             grant = self._grants.get(key.id)
             if grant is not None and grant.lease_holder == holder:
                 self._grants[key.id] = replace(grant, lease_holder=None, lease_until=0.0)
+                self._changed()
 
     def end(self, key: GrantKey, access_token: str) -> bool:
         with self._lock:
@@ -106,6 +125,7 @@ class MemoryGrantStore:
             self._grants[key.id] = replace(
                 grant, access_token="", refresh_token="", lease_holder=None, lease_until=0.0
             )
+            self._changed()
             return True
 
     def delete(self, key: GrantKey) -> Grant | None:
@@ -113,6 +133,7 @@ class MemoryGrantStore:
             grant = self._grants.pop(key.id, None)
             for name in [n for n, (_, b) in self._bindings.items() if b.grant_id == key.id]:
                 del self._bindings[name]
+            self._changed()
             return grant
 
     def grants(self, client_id: str) -> Iterator[Grant]:
@@ -129,6 +150,7 @@ class MemoryGrantStore:
                 now + ttl,
                 Binding(key.id, key.account_id, key.scope, now, now),
             )
+            self._changed()
         return binding_id
 
     def resolve(self, binding_id: str, now: float, ttl: float) -> tuple[Binding, Grant] | None:
@@ -143,11 +165,13 @@ class MemoryGrantStore:
                 self._bindings[name] = (now + ttl, binding)
                 grant = replace(grant, last_used_at=now)
                 self._grants[binding.grant_id] = grant
+                self._changed()
             return binding, grant
 
     def unbind(self, binding_id: str) -> None:
         with self._lock:
             self._bindings.pop(binding_digest(binding_id), None)
+            self._changed()
 
     def put_pending(self, state: str, record: dict[str, Any], expires_at: float) -> None:
         with self._lock:

@@ -43,6 +43,7 @@ from .base import (
     new_secret,
     state_digest,
 )
+from .watch import RedisWatch
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -208,7 +209,9 @@ class RedisGrantStore:
         replicas: int = 0,
         owns_client: bool = False,
     ) -> None:
+        from redis.cluster import RedisCluster as Cluster
         from redis.exceptions import RedisClusterException, RedisError
+        from redis.sentinel import SentinelConnectionPool
 
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain braces")
@@ -232,6 +235,16 @@ class RedisGrantStore:
         self._get = register(_GET)
         self._exists = register(_EXISTS)
         self._spend = register(_SPEND)
+        self._watch: RedisWatch | None = None
+        if not isinstance(client, Cluster) and not isinstance(
+            client.connection_pool, SentinelConnectionPool
+        ):
+            self._watch = RedisWatch(client, [f"{prefix}g:", f"{prefix}b:"])
+
+    def changes(self) -> RedisWatch | None:
+        """Client tracking of the grant and binding keys on a standalone Redis; ``None``
+        behind Sentinel or on a Cluster, whose readers go to Redis on each request."""
+        return self._watch
 
     def __repr__(self) -> str:
         kind = "cluster" if self.cluster else "standalone"
@@ -536,5 +549,7 @@ class RedisGrantStore:
         return 0, max(float(_text(answer)) + window - now, 1e-3)
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         if self._owns:
             self.client.close()

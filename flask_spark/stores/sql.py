@@ -49,6 +49,7 @@ from .base import (
     new_secret,
     state_digest,
 )
+from .watch import SQLiteWatch
 
 #: Seconds between two sweeps of expired pending sign-ins and markers, per process.
 SWEEP_INTERVAL = 60.0
@@ -232,9 +233,20 @@ class SQLGrantStore:
         self._ready = not create_tables
         self._ready_lock = threading.Lock()
         self._last_sweep = 0.0
+        database = self.engine.url.database
+        self._watch = (
+            SQLiteWatch(database)
+            if self.engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"<SQLGrantStore {self.engine.url.get_backend_name()}>"
+
+    def changes(self) -> SQLiteWatch | None:
+        """A file's ``data_version`` on SQLite; ``None`` on database servers, whose
+        readers go to the database on each request."""
+        return self._watch
 
     def _same(self, column: sa.ColumnElement[Any], value: str | None) -> sa.ColumnElement[bool]:
         """``column = value``, character for character. MySQL and MariaDB compare text by
@@ -657,5 +669,7 @@ class SQLGrantStore:
         return 0, 1e-3  # every candidate went to another caller: look again shortly
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         if self._owns_engine:
             self.engine.dispose()

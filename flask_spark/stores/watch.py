@@ -1,0 +1,209 @@
+"""How a process learns that bindings or grants changed elsewhere
+(:class:`~flask_spark.stores.base.ChangeWatch`), so that it can serve what it read from
+memory until they do: an SQLite file's ``data_version``, and Redis's client tracking.
+
+Each watch says ``None`` whenever it cannot vouch for what it saw (not connected yet, a
+connection lost, a forked child): every request then reads the store, as without one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.client import PubSub
+
+__all__ = ["RedisWatch", "SQLiteWatch"]
+
+
+class SQLiteWatch:
+    """The ``data_version`` of a connection of its own to an SQLite file, which changes
+    whenever any other connection (of this process or another) commits. It is read in
+    the shared memory of the WAL index, without a transaction or a disk read.
+
+    Coarse: any commit, of any table, counts as a change.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._epoch = 0  # a new connection numbers its versions anew
+
+    def __repr__(self) -> str:
+        return "<SQLiteWatch>"
+
+    def version(self) -> tuple[int, int] | None:
+        with self._lock:
+            try:
+                if self._conn is None or self._pid != os.getpid():
+                    # A connection inherited through fork is left alone, never used.
+                    self._conn = sqlite3.connect(
+                        self._path, check_same_thread=False, isolation_level=None
+                    )
+                    self._pid = os.getpid()
+                    self._epoch += 1
+                (value,) = self._conn.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                self._conn = None
+                return None
+            return self._epoch, int(value)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+#: The connection settings a watch connection copies from the store's client.
+_COPIED = (
+    "host",
+    "port",
+    "path",
+    "db",
+    "username",
+    "password",
+    "credential_provider",
+    "socket_connect_timeout",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_ca_path",
+    "ssl_check_hostname",
+    "ssl_password",
+    "ssl_min_version",
+    "ssl_ciphers",
+)
+
+
+class RedisWatch:
+    """Redis's server-assisted client tracking, in broadcasting mode: a connection of
+    its own asks Redis (``CLIENT TRACKING ON REDIRECT <itself> BCAST PREFIX ...``) to
+    tell it of every change to a key under the given prefixes, and subscribes to
+    ``__redis__:invalidate``, where Redis sends those messages. Each :meth:`version`
+    reads what arrived without waiting: every message counts as a change.
+
+    Redis queues the message to this connection as it runs the write, before it answers
+    the writer; so a request that follows a sign-out or a refresh made elsewhere finds
+    the message already here. The connection speaks RESP2, never retries (a reconnection
+    would lose the tracking), and is asked for a ``PING`` after :attr:`ping_after`
+    seconds of silence: with no answer :attr:`ping_after` seconds later, it is given up.
+    After a failure, :attr:`retry_after` seconds pass before it connects again.
+    """
+
+    ping_after = 1.0
+    retry_after = 1.0
+
+    def __init__(self, client: Redis, prefixes: list[str]) -> None:
+        pool = client.connection_pool
+        self._connection_class = pool.connection_class
+        self._settings = {k: v for k, v in pool.connection_kwargs.items() if k in _COPIED}
+        self._prefixes = prefixes
+        self._lock = threading.Lock()
+        self._pubsub: PubSub | None = None
+        self._pid = 0
+        self._epoch = 0  # one per connection
+        self._changes = 0
+        self._heard_at = 0.0  # when the connection last sent something
+        self._pinged_at: float | None = None
+        self._failed_at = -float("inf")
+
+    def __repr__(self) -> str:
+        return "<RedisWatch>"
+
+    def version(self) -> tuple[int, int] | None:
+        # Briefly contended by the request threads; one that would wait longer (another
+        # thread is connecting) reads the store instead.
+        if not self._lock.acquire(timeout=0.05):
+            return None
+        try:
+            return self._version()
+        finally:
+            self._lock.release()
+
+    def _version(self) -> tuple[int, int] | None:
+        from redis.exceptions import RedisError
+
+        now = time.monotonic()
+        if self._pubsub is None or self._pid != os.getpid():
+            self._pubsub = None  # one inherited through fork is left alone
+            if now - self._failed_at < self.retry_after:
+                return None
+            try:
+                self._pubsub = self._connect()
+            except (RedisError, OSError):
+                self._failed(now)
+                return None
+            self._pid = os.getpid()
+            self._epoch += 1
+            self._heard_at, self._pinged_at = now, None
+        pubsub = self._pubsub
+        try:
+            while pubsub.get_message(timeout=0) is not None:
+                self._changes += 1
+                self._heard_at, self._pinged_at = now, None
+            if now - self._heard_at >= self.ping_after:
+                if self._pinged_at is None:
+                    pubsub.ping()
+                    self._pinged_at = now
+                elif now - self._pinged_at >= self.ping_after:
+                    self._failed(now)  # silent: it may have missed changes
+                    return None
+        except (RedisError, OSError):
+            self._failed(now)
+            return None
+        return self._epoch, self._changes
+
+    def _connect(self) -> PubSub:
+        from redis import ConnectionPool, Redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = Redis(
+            connection_pool=ConnectionPool(
+                connection_class=self._connection_class,
+                protocol=2,  # tracking messages as pub/sub messages
+                retry=Retry(NoBackoff(), 0),
+                socket_timeout=2.0,
+                **self._settings,
+            )
+        )
+        pubsub: PubSub = client.pubsub()  # type: ignore[no-untyped-call]
+        try:
+            # redis-py leaves these two untyped.
+            pubsub.execute_command("CLIENT", "ID")  # type: ignore[no-untyped-call]
+            own_id = pubsub.parse_response()  # type: ignore[no-untyped-call]
+            arguments: list[Any] = ["CLIENT", "TRACKING", "ON", "REDIRECT", own_id, "BCAST"]
+            for prefix in self._prefixes:
+                arguments += ["PREFIX", prefix]
+            pubsub.execute_command(*arguments)  # type: ignore[no-untyped-call]
+            pubsub.parse_response()  # type: ignore[no-untyped-call]
+            pubsub.subscribe("__redis__:invalidate")
+            if pubsub.get_message(timeout=2) is None:  # the subscription's confirmation
+                raise OSError("no answer from Redis")
+        except BaseException:
+            pubsub.close()
+            raise
+        return pubsub
+
+    def _failed(self, now: float) -> None:
+        if self._pubsub is not None and self._pid == os.getpid():
+            pubsub, self._pubsub = self._pubsub, None
+            with contextlib.suppress(Exception):  # it is being given up anyway
+                pubsub.close()
+        self._pubsub = None
+        self._failed_at = now
+
+    def close(self) -> None:
+        with self._lock:
+            self._failed(time.monotonic())

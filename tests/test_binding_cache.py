@@ -1,0 +1,213 @@
+"""Bindings served from a process's memory while the grant store says nothing changed
+(SQLite's data_version, standalone Redis's client tracking): a signed-in request reads no
+grant store, and what another worker changes (a revocation, a refresh) is seen by the very
+next request, also when the watch itself fails. Two apps on one store stand for two
+workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from flask_spark import spark_account, spark_api
+from flask_spark.stores.base import TOUCH_INTERVAL
+from flask_spark.stores.redis import RedisGrantStore
+from flask_spark.stores.watch import RedisWatch
+from flask_spark.testing import ACCOUNTS, SparkPlatform
+from flask_spark.tokens import BindingCache
+
+from .conftest import AppFactory, Browser, add_probe, in_request
+from .store_fixtures import clean_store_url
+
+JANE = ACCOUNTS[0]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def workers(
+    request: pytest.FixtureRequest, make_app: AppFactory, tmp_path: Path
+) -> tuple[Flask, Flask]:
+    """Two apps on one grant store and one session store, as two workers."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'grants.sqlite3'}"
+    else:
+        url = clean_store_url(request, "redis")
+    return (
+        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
+        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
+    )
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    """What ``app``'s grant store sends to its server inside the block: SQL statements,
+    or Redis scripts."""
+    store = app.extensions["spark"].tokens.store.inner
+    seen: list[str] = []
+    if isinstance(store, RedisGrantStore):
+        before = script_calls(store.client)
+        yield seen
+        seen.extend(["EVALSHA"] * (script_calls(store.client) - before))
+        return
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+
+
+def script_calls(client: Any) -> int:
+    """Scripts Redis has run, not counting those refused as not loaded yet (redis-py
+    loads the script and sends it again)."""
+    stats = client.info("commandstats")
+    return sum(
+        int(stats[name]["calls"]) - int(stats[name].get("failed_calls", 0))
+        for name in ("cmdstat_evalsha", "cmdstat_eval")
+        if name in stats
+    )
+
+
+def on(app: Flask, browser: Browser) -> Browser:
+    """``browser``'s session on another worker: the same cookie."""
+    other = Browser(app.test_client(), browser.platform)
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    other.client.set_cookie("session", cookie.value)
+    return other
+
+
+def account_name() -> str | None:
+    return spark_account.name if spark_account else None
+
+
+def test_a_signed_in_browser_reads_the_grant_store_once(
+    workers: tuple[Flask, Flask], browser_for: Any
+) -> None:
+    app, _ = workers
+    browser: Browser = browser_for(app)
+    browser.sign_in()
+
+    with statements(app) as first:
+        assert in_request(app, browser, account_name) == JANE["Name"]
+    with statements(app) as later:
+        names = [in_request(app, browser, account_name) for _ in range(5)]
+
+    assert len(first) == 1  # the binding and its grant, in one round trip
+    assert names == [JANE["Name"]] * 5
+    assert later == []
+
+
+def test_a_revocation_on_another_worker_signs_the_browser_out_at_once(
+    workers: tuple[Flask, Flask], browser_for: Any
+) -> None:
+    first, second = workers
+    browser: Browser = browser_for(first)
+    browser.sign_in()
+    elsewhere = on(second, browser)
+    assert in_request(second, elsewhere, account_name) == JANE["Name"]  # now remembered
+
+    with first.app_context():
+        assert first.extensions["spark"].extension.grants.revoke(JANE["Id"]) == 1
+
+    with statements(second) as seen:
+        assert in_request(second, elsewhere, account_name) is None
+    assert seen  # read again, not served from memory
+
+
+def test_a_refresh_on_another_worker_is_used_without_a_refused_call(
+    workers: tuple[Flask, Flask], browser_for: Any, spark_platform: SparkPlatform
+) -> None:
+    first, second = workers
+    browser: Browser = browser_for(first)
+    browser.sign_in()
+    elsewhere = on(second, browser)
+    assert in_request(second, elsewhere, lambda: spark_api.get("/my/account")[0]["Id"])
+
+    spark_platform.expire_all()  # the first worker meets 1020 and refreshes
+    assert in_request(first, browser, lambda: spark_api.get("/my/account")[0]["Id"])
+    # The second worker remembered the old token, still unexpired by its own clock: it
+    # reads the store again, and sends the new one.
+    assert in_request(second, elsewhere, lambda: spark_api.get("/my/account")[0]["Id"])
+
+    statuses = [r.status for r in spark_platform.requests_for("data")]
+    assert statuses == [200, 200, 401, 200, 200]  # sign-in, second, first (then again), second
+    assert spark_platform.stats.refreshes == 1
+
+
+def test_an_entry_is_read_again_after_half_the_touch_interval() -> None:
+    clock = [1000.0]
+    cache = BindingCache(clock=lambda: clock[0])
+    cache.put("binding", (1, 1), None)
+
+    assert cache.get("binding", (1, 1)) == (True, None)
+    assert cache.get("binding", (1, 2)) == (False, None)  # the store changed
+    cache.put("binding", (1, 1), None)
+    clock[0] += TOUCH_INTERVAL / 2 + 0.001  # so that a binding in use is touched on time
+    assert cache.get("binding", (1, 1)) == (False, None)
+
+
+# -- the Redis watch failing ---------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_workers(request: pytest.FixtureRequest, make_app: AppFactory) -> tuple[Flask, Flask]:
+    url = clean_store_url(request, "redis")
+    return (
+        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
+        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
+    )
+
+
+def watch_of(app: Flask) -> RedisWatch:
+    watch = app.extensions["spark"].tokens.store.changes()
+    assert isinstance(watch, RedisWatch)
+    return watch
+
+
+def test_a_change_made_while_the_watch_was_cut_off_is_not_missed(
+    redis_workers: tuple[Flask, Flask], browser_for: Any, redis_client: Any
+) -> None:
+    first, second = redis_workers
+    browser: Browser = browser_for(first)
+    browser.sign_in()
+    elsewhere = on(second, browser)
+    assert in_request(second, elsewhere, account_name) == JANE["Name"]  # now remembered
+
+    # Redis drops the watches' connections (as on a restart), then the grant is revoked:
+    # the second worker's watch never hears of it.
+    assert redis_client.client_kill_filter(_type="pubsub") >= 1
+    with first.app_context():
+        assert first.extensions["spark"].extension.grants.revoke(JANE["Id"]) == 1
+
+    with statements(second) as seen:
+        assert in_request(second, elsewhere, account_name) is None
+    assert seen
+
+
+def test_a_watch_that_goes_silent_is_given_up(
+    redis_workers: tuple[Flask, Flask], browser_for: Any, redis_client: Any
+) -> None:
+    _, second = redis_workers
+    watch = watch_of(second)
+    watch.ping_after = 0.05
+    assert watch.version() is not None
+    redis_client.client_pause(1500)  # Redis answers nothing, not even the watch's PING
+    try:
+        deadline = time.monotonic() + 1.0
+        while watch.version() is not None and time.monotonic() < deadline:
+            pass
+        assert watch.version() is None  # cannot vouch: requests read the store
+    finally:
+        redis_client.client_unpause()
+    watch.retry_after = 0.0
+    assert watch.version() is not None  # connected again
