@@ -38,6 +38,10 @@ def workers(
         url = f"sqlite:///{tmp_path / 'grants.sqlite3'}"
     else:
         url = clean_store_url(request, "redis")
+    return two_workers(make_app, url)
+
+
+def two_workers(make_app: AppFactory, url: str) -> tuple[Flask, Flask]:
     return (
         add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
         add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
@@ -161,11 +165,7 @@ def test_an_entry_is_read_again_after_half_the_touch_interval() -> None:
 
 @pytest.fixture
 def redis_workers(request: pytest.FixtureRequest, make_app: AppFactory) -> tuple[Flask, Flask]:
-    url = clean_store_url(request, "redis")
-    return (
-        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
-        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
-    )
+    return two_workers(make_app, clean_store_url(request, "redis"))
 
 
 def watch_of(app: Flask) -> RedisWatch:
