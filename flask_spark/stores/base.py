@@ -118,7 +118,6 @@ class Binding:
     last_used_at: float
 
 
-@runtime_checkable
 class ChangeWatch(Protocol):
     """How a process learns that a binding or grant may have changed, so that one it has
     read can be served again from its memory instead of the store.
@@ -134,6 +133,7 @@ class ChangeWatch(Protocol):
         ...
 
 
+@runtime_checkable
 class GrantStore(Protocol):
     """Where grants, bindings, pending sign-ins and markers live.
 
