@@ -599,12 +599,12 @@ class TokenManager:
         try:
             stored = self.store.finish_refresh(key, stale, fresh)
         except StoreUnavailable:
-            self._note_change()  # its fresh tokens are served from memory (_newest)
             self._keep_unsaved(
                 key, _Unsaved(stale, replace(fresh, lease_holder=None), until), fresh
             )
             return
-        self._note_change()
+        finally:
+            self._note_change()
         if not stored:
             log.warning(
                 "A refreshed grant was replaced meanwhile (a new sign-in); kept the newer one"

@@ -198,9 +198,8 @@ class RedisWatch:
 
     def _failed(self, now: float) -> None:
         if self._pubsub is not None and self._pid == os.getpid():
-            pubsub, self._pubsub = self._pubsub, None
             with contextlib.suppress(Exception):  # it is being given up anyway
-                pubsub.close()
+                self._pubsub.close()
         self._pubsub = None
         self._failed_at = now
 
