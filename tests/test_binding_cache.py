@@ -81,13 +81,23 @@ def script_calls(client: Any) -> int:
     )
 
 
-def on(app: Flask, browser: Browser) -> Browser:
-    """``browser``'s session on another worker: the same cookie."""
-    other = Browser(app.test_client(), browser.platform)
+def signed_in_on_both(workers: tuple[Flask, Flask], browser_for: Any) -> tuple[Browser, Browser]:
+    """A browser signed in on the first worker, and its session (the same cookie) on the
+    second."""
+    first, second = workers
+    browser: Browser = browser_for(first)
+    browser.sign_in()
+    elsewhere = Browser(second.test_client(), browser.platform)
     cookie = browser.client.get_cookie("session")
     assert cookie is not None
-    other.client.set_cookie("session", cookie.value)
-    return other
+    elsewhere.client.set_cookie("session", cookie.value)
+    return browser, elsewhere
+
+
+def revoke_jane(app: Flask) -> None:
+    """End Jane's grant from ``app``, as ``flask spark grants revoke`` would."""
+    with app.app_context():
+        assert app.extensions["spark"].extension.grants.revoke(JANE["Id"]) == 1
 
 
 def account_name() -> str | None:
@@ -115,13 +125,10 @@ def test_a_revocation_on_another_worker_signs_the_browser_out_at_once(
     workers: tuple[Flask, Flask], browser_for: Any
 ) -> None:
     first, second = workers
-    browser: Browser = browser_for(first)
-    browser.sign_in()
-    elsewhere = on(second, browser)
+    _, elsewhere = signed_in_on_both(workers, browser_for)
     assert in_request(second, elsewhere, account_name) == JANE["Name"]  # now remembered
 
-    with first.app_context():
-        assert first.extensions["spark"].extension.grants.revoke(JANE["Id"]) == 1
+    revoke_jane(first)
 
     with statements(second) as seen:
         assert in_request(second, elsewhere, account_name) is None
@@ -132,9 +139,7 @@ def test_a_refresh_on_another_worker_is_used_without_a_refused_call(
     workers: tuple[Flask, Flask], browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
     first, second = workers
-    browser: Browser = browser_for(first)
-    browser.sign_in()
-    elsewhere = on(second, browser)
+    browser, elsewhere = signed_in_on_both(workers, browser_for)
     assert in_request(second, elsewhere, lambda: spark_api.get("/my/account")[0]["Id"])
 
     spark_platform.expire_all()  # the first worker meets 1020 and refreshes
@@ -178,16 +183,13 @@ def test_a_change_made_while_the_watch_was_cut_off_is_not_missed(
     redis_workers: tuple[Flask, Flask], browser_for: Any, redis_client: Any
 ) -> None:
     first, second = redis_workers
-    browser: Browser = browser_for(first)
-    browser.sign_in()
-    elsewhere = on(second, browser)
+    _, elsewhere = signed_in_on_both(redis_workers, browser_for)
     assert in_request(second, elsewhere, account_name) == JANE["Name"]  # now remembered
 
     # Redis drops the watches' connections (as on a restart), then the grant is revoked:
     # the second worker's watch never hears of it.
     assert redis_client.client_kill_filter(_type="pubsub") >= 1
-    with first.app_context():
-        assert first.extensions["spark"].extension.grants.revoke(JANE["Id"]) == 1
+    revoke_jane(first)
 
     with statements(second) as seen:
         assert in_request(second, elsewhere, account_name) is None
