@@ -365,25 +365,27 @@ def round_trips(
     """Per request of ``/spark``: round trips to the session store (Flask-Session's Redis
     ``GET`` and ``SET``) and to the grant store (Flask-Spark's Redis scripts, whose own
     inner commands Redis counts too and are left out, or its SQL statements)."""
-    engine = getattr(app.extensions["spark"].tokens.store.inner, "engine", None)
+    inner = app.extensions["spark"].tokens.store.inner
+    # The grants' database, and on SQLite the rate table's file beside it.
+    engines = {getattr(inner, name, None) for name in ("engine", "rate_engine")} - {None}
     statements = [0]
-    if engine is not None:
-        import sqlalchemy as sa
+    import sqlalchemy as sa
 
-        def count(*_: Any) -> None:
-            statements[0] += 1
+    def count(*_: Any) -> None:
+        statements[0] += 1
 
+    for engine in engines:
         sa.event.listen(engine, "before_cursor_execute", count)
     before = _redis_calls(store)
     for _ in range(requests):
         assert client.get("/spark").status_code == 200
     after = _redis_calls(store)
-    if engine is not None:
+    for engine in engines:
         sa.event.remove(engine, "before_cursor_execute", count)
     delta = {k: v - before.get(k, 0) for k, v in after.items()}
     sessions = delta.get("get", 0) + delta.get("set", 0)
     scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
-    grants = statements[0] if engine is not None else scripts
+    grants = statements[0] if engines else scripts
     return sessions / requests, grants / requests
 
 

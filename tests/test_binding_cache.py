@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_spark import spark_account, spark_api
-from flask_spark.stores.base import TOUCH_INTERVAL
+from flask_spark.stores.base import TOUCH_INTERVAL, rate_bucket
 from flask_spark.stores.redis import RedisGrantStore
 from flask_spark.stores.watch import RedisWatch
 from flask_spark.testing import ACCOUNTS, SparkPlatform
@@ -41,10 +41,11 @@ def workers(
     return two_workers(make_app, url)
 
 
-def two_workers(make_app: AppFactory, url: str) -> tuple[Flask, Flask]:
+def two_workers(make_app: AppFactory, url: str, **config: Any) -> tuple[Flask, Flask]:
+    config = {"SPARK_RATE_LIMIT": None, **config}
     return (
-        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
-        add_probe(make_app(SPARK_GRANT_STORE=url, SPARK_RATE_LIMIT=None)),
+        add_probe(make_app(SPARK_GRANT_STORE=url, **config)),
+        add_probe(make_app(SPARK_GRANT_STORE=url, **config)),
     )
 
 
@@ -119,6 +120,33 @@ def test_a_signed_in_browser_reads_the_grant_store_once(
     assert len(first) == 1  # the binding and its grant, in one round trip
     assert names == [JANE["Name"]] * 5
     assert later == []
+
+
+def test_calls_counted_by_the_rate_budget_send_no_worker_back_to_the_store(
+    make_app: AppFactory, browser_for: Any, tmp_path: Path
+) -> None:
+    """The budget counts calls in the store every few calls; on SQLite in a file of its
+    own, so that its commits do not tell every worker that bindings changed. (On Redis
+    its keys are not among those tracked.)"""
+    url = f"sqlite:///{tmp_path / 'grants.sqlite3'}"
+    workers = two_workers(make_app, url, SPARK_RATE_LIMIT=1000, SPARK_RATE_WINDOW=60)
+    browser, elsewhere = signed_in_on_both(workers, browser_for)
+    first, second = workers
+    assert in_request(first, browser, account_name) == JANE["Name"]
+
+    def call() -> str:
+        return str(spark_api.get("/my/account")[0]["Name"])
+
+    with statements(first) as reads:
+        for _ in range(3):
+            assert in_request(second, elsewhere, call) == JANE["Name"]
+            assert in_request(first, browser, account_name) == JANE["Name"]
+
+    assert reads == []
+    # The three calls were counted in the store: a budget of three has no room left.
+    store = second.extensions["spark"].tokens.store
+    bucket = rate_bucket(second.config["SPARK_CLIENT_ID"])
+    assert store.spend(bucket, 3, 60.0, time.time())[0] == 0
 
 
 def test_a_revocation_on_another_worker_signs_the_browser_out_at_once(

@@ -1133,8 +1133,9 @@ def test_an_engine_or_a_redis_client_of_the_apps_own(
     built: list[Flask],
     tmp_path: Path,
 ) -> None:
-    """stores.py: the app's database gets the four spark_ tables beside its own; the
-    Redis client gets the keys of the page's layout under the prefix given."""
+    """stores.py: the app's database gets the spark_ tables beside its own (on SQLite
+    the rate table in a file beside it); the Redis client gets the keys of the page's
+    layout under the prefix given."""
     stores = example("stores")
     database = tmp_path / "app.db"
     with sqlite3.connect(database) as db:
@@ -1149,14 +1150,12 @@ def test_an_engine_or_a_redis_client_of_the_apps_own(
             name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
         grants = db.execute("SELECT account_id, scope FROM spark_grants").fetchall()
-    assert tables == {
-        "agents",
-        "spark_grants",
-        "spark_bindings",
-        "spark_pending",
-        "spark_markers",
-        "spark_rate",
-    }
+    with sqlite3.connect(tmp_path / "app-rate.db") as db:
+        beside = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    assert tables == {"agents", "spark_grants", "spark_bindings", "spark_pending", "spark_markers"}
+    assert beside == {"spark_rate"}
     assert grants == [(spark_platform.accounts[0]["Id"], "idx")]
     engine.dispose()
 

@@ -772,14 +772,14 @@ def test_a_slot_made_by_another_caller_between_two_reads_is_read_again(
         if "max(" in statement.lower() and not made:
             made.append(other.spend(BUCKET, 1, 60.0, now))
 
-    sa.event.listen(first.engine, "before_cursor_execute", other_caller_first)
+    sa.event.listen(first.rate_engine, "before_cursor_execute", other_caller_first)
     try:
         # The fast path finds no slot to reuse; the slow one reads no candidates, then
         # the other caller takes the only place before the count of slots is read.
         assert first.spend(BUCKET, 1, 60.0, now + 1) == (0, pytest.approx(59.0))
         assert made == [(1, 0.0)]
     finally:
-        sa.event.remove(first.engine, "before_cursor_execute", other_caller_first)
+        sa.event.remove(first.rate_engine, "before_cursor_execute", other_caller_first)
         first.close()
         other.close()
 

@@ -9,7 +9,8 @@ from flask_spark import RedisGrantStore, Spark, SQLGrantStore
 
 def spark_in_the_apps_database(app: Flask, database_url: str) -> Spark:
     # The app's own engine (with Flask-SQLAlchemy, db.engine inside an app context).
-    # Flask-Spark adds its four spark_ tables on first use and touches no other.
+    # Flask-Spark adds its spark_ tables on first use and touches no other (on SQLite,
+    # its rate table goes to a file beside the database: app-rate.db beside app.db).
     engine = sa.create_engine(database_url, pool_pre_ping=True)
     return Spark(app, grant_store=SQLGrantStore(engine))
 

@@ -18,6 +18,11 @@ Tables (``spark_`` prefix by default)::
     spark_rate      bucket, slot (PK together), used_at: a row per call in the rate
                     window, made as needed up to the limit; a slot is free once its last
                     use is a window old, and taken by a compare-and-set on that time
+
+On SQLite the rate table has a file of its own beside the grants (``spark-grants.sqlite3``
+keeps it in ``spark-grants-rate.sqlite3``): the budget commits every few calls, and a
+commit to the grants file tells every process (:class:`~.watch.SQLiteWatch`) to read its
+bindings again.
 """
 
 from __future__ import annotations
@@ -111,7 +116,7 @@ def _tables(
     )
     rate = sa.Table(
         f"{prefix}rate",
-        meta,
+        sa.MetaData(),  # created apart: on SQLite, in a file of its own
         sa.Column("bucket", sa.String(32), primary_key=True),
         sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("used_at", sa.Double, nullable=False),
@@ -147,6 +152,12 @@ def _make_private(path: str) -> None:
             )
         if info.st_mode & 0o077:
             os.chmod(name, 0o600)
+
+
+def rate_path(path: str) -> str:
+    """The file that keeps the rate table of the SQLite grants file ``path``."""
+    root, ext = os.path.splitext(path)
+    return f"{root}-rate{ext}"
 
 
 def sqlite_engine(path: str) -> Engine:
@@ -190,6 +201,9 @@ class SQLGrantStore:
         ``postgresql+psycopg://app@db/app`` or ``mysql+pymysql://app@db/app``.
     :param table_prefix: the tables' name prefix.
     :param create_tables: create missing tables on first use.
+
+    :attr:`engine` is the grants' database; :attr:`rate_engine` the rate table's, the
+    same one except beside an SQLite file (:func:`rate_path`).
     """
 
     def __init__(
@@ -229,16 +243,45 @@ class SQLGrantStore:
             .select_from(self._bindings.join(self._grants, b.grant_id == g.id))
             .where(b.id == sa.bindparam("binding"), b.expires_at > sa.bindparam("now"))
         )
+        # Built once too: the rate budget's statement, every few calls. (The names of its
+        # parameters may not be those of columns, which UPDATE keeps for its SET.)
+        r = self._rate.c
+        oldest_free = (
+            sa.select(r.slot)
+            .where(
+                r.bucket == sa.bindparam("rate_bucket"),
+                r.slot < sa.bindparam("rate_limit"),
+                r.used_at <= sa.bindparam("rate_cutoff"),
+            )
+            .order_by(r.used_at)
+            .limit(sa.bindparam("rate_count", type_=sa.Integer))
+        )
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            # MySQL reads the table it updates only through a derived table.
+            oldest_free = sa.select(oldest_free.subquery().c.slot)
+        self._take_oldest = (
+            sa.update(self._rate)
+            .where(
+                r.bucket == sa.bindparam("rate_bucket"),
+                # The compare-and-set, in a form no index serves ("+ 0"): the rows are
+                # then found by their primary key, not by walking every free slot.
+                r.used_at + 0 <= sa.bindparam("rate_cutoff"),
+                r.slot.in_(oldest_free),
+            )
+            .values(used_at=sa.bindparam("rate_now"))
+        )
         self._create = create_tables
         self._ready = not create_tables
         self._ready_lock = threading.Lock()
         self._last_sweep = 0.0
         database = self.engine.url.database
-        self._watch = (
-            SQLiteWatch(database)
-            if self.engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
-            else None
-        )
+        self._watch: SQLiteWatch | None = None
+        #: Where the rate table is: the grants' own database, except beside an SQLite file.
+        self.rate_engine = self.engine
+        if self.engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+            self._watch = SQLiteWatch(database)
+            self.rate_engine = sqlite_engine(rate_path(database))
+            _OWN_ENGINES.add(self.rate_engine)
 
     def __repr__(self) -> str:
         return f"<SQLGrantStore {self.engine.url.get_backend_name()}>"
@@ -264,22 +307,26 @@ class SQLGrantStore:
     # -- plumbing ------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self, *, begin: bool = False, autocommit: bool = False) -> Iterator[Connection]:
+    def _connect(
+        self, *, begin: bool = False, autocommit: bool = False, rate: bool = False
+    ) -> Iterator[Connection]:
         """A connection in autocommit-per-statement use, or one transaction with
         ``begin``, or with ``autocommit`` the database's own autocommit (no ``BEGIN`` and
-        ``COMMIT`` round trips: for a statement that is atomic alone); the database's own
-        errors become :class:`StoreUnavailable`."""
+        ``COMMIT`` round trips: for a statement that is atomic alone); with ``rate``, to
+        the rate table's database. The database's own errors become
+        :class:`StoreUnavailable`."""
+        engine = self.rate_engine if rate else self.engine
         try:
             if not self._ready:
                 self._create_tables()
             if begin:
-                with self.engine.begin() as conn:
+                with engine.begin() as conn:
                     yield conn
             elif autocommit:
-                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     yield conn
             else:
-                with self.engine.connect() as conn:
+                with engine.connect() as conn:
                     yield conn
                     conn.commit()
         except IntegrityError:
@@ -294,6 +341,7 @@ class SQLGrantStore:
             for attempt in range(_CREATE_ATTEMPTS):
                 try:
                     self._meta.create_all(self.engine, checkfirst=True)
+                    self._rate.metadata.create_all(self.rate_engine, checkfirst=True)
                     break
                 except SQLAlchemyError:
                     # Another process created one meanwhile ("already exists"): look again.
@@ -603,20 +651,16 @@ class SQLGrantStore:
         cutoff = now - window
         # Usually there are free slots and nobody else wants them: take the oldest in one
         # statement. Else (no free slot, or other callers took them first) look closer.
-        oldest_free = (
-            sa.select(r.slot)
-            .where(r.bucket == bucket, r.slot < limit, r.used_at <= cutoff)
-            .order_by(r.used_at)
-            .limit(count)
-        )
-        if self.engine.dialect.name in ("mysql", "mariadb"):
-            # MySQL reads the table it updates only through a derived table.
-            oldest_free = sa.select(oldest_free.subquery().c.slot)
-        with self._connect(autocommit=True) as conn:
+        with self._connect(autocommit=True, rate=True) as conn:
             taken = conn.execute(
-                sa.update(self._rate)
-                .where(r.bucket == bucket, r.used_at <= cutoff, r.slot.in_(oldest_free))
-                .values(used_at=now)
+                self._take_oldest,
+                {
+                    "rate_bucket": bucket,
+                    "rate_cutoff": cutoff,
+                    "rate_limit": limit,
+                    "rate_count": count,
+                    "rate_now": now,
+                },
             ).rowcount
         if taken:
             return taken, 0.0
@@ -627,7 +671,7 @@ class SQLGrantStore:
             .limit(_SPEND_CANDIDATES)
         )
         for _ in range(_SPEND_ATTEMPTS):
-            with self._connect() as conn:
+            with self._connect(rate=True) as conn:
                 rows = conn.execute(oldest).all()
                 free = [row.slot for row in rows if row.used_at <= cutoff]
                 if free:
@@ -671,5 +715,7 @@ class SQLGrantStore:
     def close(self) -> None:
         if self._watch is not None:
             self._watch.close()
+        if self.rate_engine is not self.engine:
+            self.rate_engine.dispose()
         if self._owns_engine:
             self.engine.dispose()
