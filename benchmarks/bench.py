@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -310,8 +311,10 @@ def storm(app: Flask, cookie: str, control: Any, size: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=200, help="calls per block")
-    parser.add_argument("--blocks", type=int, default=15, help="interleaved blocks")
+    parser.add_argument(
+        "--rounds", type=int, default=3000, help="rounds of one call to each variant"
+    )
+    parser.add_argument("--calls", type=int, default=200, help="calls per compression block")
     args = parser.parse_args()
 
     redis_server = RedisServer()
@@ -320,7 +323,7 @@ def main() -> None:
     manager.start()
     control = manager.control()
     try:
-        run(control, redis_server, args.calls, args.blocks)
+        run(control, redis_server, args.rounds, args.calls)
     finally:
         control.stop()
         manager.shutdown()
@@ -387,7 +390,7 @@ def round_trips(
     return sessions / requests, grants / requests
 
 
-def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> None:
+def run(control: Any, redis_server: RedisServer, rounds: int, calls: int) -> None:
     store = redis.Redis.from_url(redis_server.url, decode_responses=True)
     ca_file = control.ca_file()
     client_id, client_secret = control.client()
@@ -420,13 +423,20 @@ def run(control: Any, redis_server: RedisServer, calls: int, blocks: int) -> Non
     for fn in variants.values():  # warm up every path and pool
         for _ in range(20):
             assert fn().status_code == 200
+    # Each round makes one call to every variant, in a shuffled order, so that the
+    # machine's drift (a busy neighbour, a frequency change) weighs on all of them alike.
     results: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(blocks):
-        for name, fn in variants.items():
-            results[name].append(per_call(fn, calls))
+    order = list(variants.items())
+    shuffle = random.Random(0).shuffle  # noqa: S311 - an order, not a secret
+    for _ in range(rounds):
+        shuffle(order)
+        for name, fn in order:
+            start = time.perf_counter()
+            fn()
+            results[name].append(time.perf_counter() - start)
     floor = statistics.median(results["raw"])
 
-    print(f"\nOne API call inside a Flask request ({blocks} blocks x {calls} calls, median)")
+    print(f"\nOne API call inside a Flask request ({rounds} rounds of one call each, median)")
     print(f"  {'variant':<40}{'per call':>12}{'vs raw':>10}")
     labels = {"raw": "raw keep-alive floor (urllib3)", "authlib": "Authlib Flask client"}
     for name in variants:

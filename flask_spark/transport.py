@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.client import HTTPException
@@ -55,7 +56,8 @@ class Reply:
     """An HTTP answer from the platform."""
 
     status: int
-    headers: dict[str, str]
+    #: Looked up by lower-case name (urllib3's headers ignore case).
+    headers: Mapping[str, str]
     body: bytes
 
     @property
@@ -111,6 +113,8 @@ class Transport:
         self._lock = threading.Lock()
         self._pool: urllib3.PoolManager | None = None
         self._pid = 0
+        # Made once: urllib3 checks a timeout's values as it is made, and copies it per call.
+        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         _install_log_filter()
 
     def _manager(self) -> urllib3.PoolManager:
@@ -162,7 +166,11 @@ class Transport:
                     body=body,
                     redirect=False,
                     preload_content=False,
-                    timeout=urllib3.Timeout(connect=seconds, read=seconds),
+                    timeout=(
+                        self._timeout
+                        if timeout is None
+                        else urllib3.Timeout(connect=seconds, read=seconds)
+                    ),
                 )
                 data = response.read(limit + 1)
             except (Urllib3Error, OSError, HTTPException) as exc:
@@ -182,7 +190,7 @@ class Transport:
         response.release_conn()
         return Reply(
             status=response.status,
-            headers={k.lower(): v for k, v in response.headers.items()},
+            headers=response.headers,
             body=data,
         )
 
