@@ -159,12 +159,7 @@ class BrowserData:
         value = data.get(SESSION_KEY) if hasattr(data, "get") else None
         if not isinstance(value, dict):
             return cls()
-        raw = value.get("b")
-        bindings = (
-            {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
-            if isinstance(raw, dict)
-            else {}
-        )
+        bindings = _bindings(value)
         previous = [
             item
             for item in _live(value.get("p"), now)
@@ -181,11 +176,21 @@ class BrowserData:
         }
 
 
+def _bindings(value: dict[str, Any]) -> dict[str, str]:
+    """The well-formed bindings of a session's :data:`SESSION_KEY` value."""
+    raw = value.get("b")
+    if not isinstance(raw, dict):
+        return {}
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def browser_data() -> BrowserData:
     """The current session's :class:`BrowserData`."""
     return BrowserData.of(session)
 
 
 def session_bindings() -> dict[str, str]:
-    """The browser session's bindings, ``{scope: binding id}`` (a copy)."""
-    return browser_data().bindings
+    """The browser session's bindings, ``{scope: binding id}`` (a copy); read on every
+    signed-in request, so without the rest of :class:`BrowserData`."""
+    value = session.get(SESSION_KEY)
+    return _bindings(value) if isinstance(value, dict) else {}

@@ -314,6 +314,8 @@ class TokenManager:
 
     def _newest(self, grant: Grant) -> Grant:
         """``grant``, or the fresh tokens this process holds for it but could not save."""
+        if not self._unsaved:
+            return grant
         unsaved = self._unsaved.get(grant.key.id)
         if unsaved is not None and unsaved.stale_access_token == grant.access_token:
             return unsaved.grant

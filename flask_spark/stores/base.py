@@ -24,6 +24,7 @@ import hashlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol, runtime_checkable
 
 #: Seconds between two writes of a binding's (and its grant's) last use.
@@ -49,7 +50,7 @@ class GrantKey:
     account_id: str
     scope: str
 
-    @property
+    @cached_property
     def id(self) -> str:
         """The grant's storage name."""
         return digest(self.client_id, self.account_id, self.scope)

@@ -149,7 +149,12 @@ class RedisWatch:
             self._heard_at, self._pinged_at = now, None
         pubsub = self._pubsub
         try:
-            while pubsub.get_message(timeout=0) is not None:
+            # Most requests find nothing: a look at the socket, before redis-py's reading.
+            # (redis-py types the connection by its first value, None.)
+            connection: Any = pubsub.connection
+            while connection is not None and connection.can_read(timeout=0):
+                if pubsub.get_message(timeout=0) is None:
+                    break
                 self._changes += 1
                 self._heard_at, self._pinged_at = now, None
             if now - self._heard_at >= self.ping_after:
