@@ -769,7 +769,7 @@ def test_a_slot_made_by_another_caller_first_is_read_again(
     made: list[tuple[int, float]] = []
 
     def other_caller_first(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT") and not made:
+        if "INSERT INTO" in statement.upper() and not made:
             made.append(other.spend(BUCKET, 1, 60.0, now))
 
     sa.event.listen(first.rate_engine, "before_cursor_execute", other_caller_first)

@@ -274,6 +274,23 @@ class SQLGrantStore:
             )
             .values(used_at=sa.bindparam("rate_now"))
         )
+        # New slots numbered rate_first up to rate_end (excluded), in one statement.
+        numbers = sa.select(sa.bindparam("rate_first", type_=sa.Integer).label("n")).cte(
+            "numbers", recursive=True
+        )
+        numbers = numbers.union_all(
+            sa.select((numbers.c.n + 1).label("n")).where(
+                numbers.c.n + 1 < sa.bindparam("rate_end", type_=sa.Integer)
+            )
+        )
+        self._make_slots = sa.insert(self._rate).from_select(
+            ["bucket", "slot", "used_at"],
+            sa.select(
+                sa.bindparam("rate_bucket", type_=sa.String),
+                numbers.c.n,
+                sa.bindparam("rate_now", type_=sa.Double),
+            ),
+        )
         self._highest = sa.select(sa.func.max(r.slot)).where(
             r.bucket == sa.bindparam("rate_bucket"), r.slot < sa.bindparam("rate_limit")
         )
@@ -691,11 +708,13 @@ class SQLGrantStore:
                     new = min(count, limit - made)
                     try:
                         conn.execute(
-                            sa.insert(self._rate),
-                            [
-                                {"bucket": bucket, "slot": made + i, "used_at": now}
-                                for i in range(new)
-                            ],
+                            self._make_slots,
+                            {
+                                "rate_first": made,
+                                "rate_end": made + new,
+                                "rate_bucket": bucket,
+                                "rate_now": now,
+                            },
                         )
                     except IntegrityError:  # another caller made one first: look again
                         conn.rollback()
