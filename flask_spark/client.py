@@ -357,7 +357,11 @@ class SparkClient:
                 "The single-session tokens were refused; configure a new pair"
             )
         personal = self._tokens.is_personal(self._grant)
-        if not personal and self._tokens.is_due(self._grant):
+        # Due, or already being refreshed by another request: then wait for the new
+        # tokens rather than send a call the platform would refuse (and count).
+        if not personal and (
+            self._tokens.is_due(self._grant) or self._tokens.refreshing(self._grant)
+        ):
             try:
                 self._refresh()
             except (PlatformUnavailable, StoreUnavailable):

@@ -144,6 +144,12 @@ class _KeyLocks:
                 self._locks[name] = lock
             return lock
 
+    def held(self, name: str) -> bool:
+        """Whether a thread holds the lock of ``name`` now."""
+        with self._guard:
+            lock = self._locks.get(name)
+        return lock is not None and lock.lock.locked()
+
 
 class _Lock:
     """A weak-referenceable lock."""
@@ -339,6 +345,11 @@ class TokenManager:
             )
         )
         return self.store.get(key)
+
+    def refreshing(self, grant: Grant) -> bool:
+        """Whether a refresh of ``grant`` is under way: in this process, or in another
+        whose lease the record (as read) shows."""
+        return self._locks.held(grant.key.id) or grant.lease_until > time.time()
 
     def is_due(self, grant: Grant, now: float | None = None) -> bool:
         """Whether the access token should be refreshed before use.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -479,6 +480,35 @@ def test_an_early_refresh_that_fails_keeps_using_the_working_token(
     sent = spark_platform.requests_for("data")[-1]
     assert sent.headers["Authorization"] == f"OAuth {record['access_token']}"
     assert stored(app, browser) == record
+
+
+def test_a_request_started_during_a_refresh_waits_for_it_instead_of_calling(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    """A request that finds its grant being refreshed sends no call with the old token
+    (the platform would refuse it, and count it against the rate limit): it waits and
+    calls once, with the new token."""
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    other = app.test_client()
+    other.set_cookie("session", cookie.value)
+    spark_platform.expire_all()
+    spark_platform.add_fault(Fault("grant", "delay", delay=0.5))
+    statuses: list[int] = []
+    first = threading.Thread(target=lambda: statuses.append(other.get("/account").status_code))
+    first.start()
+    deadline = time.monotonic() + 5
+    while grant_of(app, browser.client).lease_until <= time.time():  # the refresh's lease
+        assert time.monotonic() < deadline, "the first request never took the lease"
+        time.sleep(0.005)
+    before = len(spark_platform.requests_for("data"))
+
+    assert browser.client.get("/account").status_code == 200
+    first.join()
+    assert statuses == [200]
+    # The first request's retry and the second's one call, both with the new token.
+    assert [r.status for r in spark_platform.requests_for("data")[before:]] == [200, 200]
+    assert spark_platform.stats.refreshes == 1
 
 
 def test_a_failed_refresh_is_shared_with_the_requests_queued_behind_it(
