@@ -357,11 +357,7 @@ class SparkClient:
                 "The single-session tokens were refused; configure a new pair"
             )
         personal = self._tokens.is_personal(self._grant)
-        # Due, or already being refreshed by another request: then wait for the new
-        # tokens rather than send a call the platform would refuse (and count).
-        if not personal and (
-            self._tokens.is_due(self._grant) or self._tokens.refreshing(self._grant)
-        ):
+        if not personal and self._tokens.is_due(self._grant):
             try:
                 self._refresh()
             except (PlatformUnavailable, StoreUnavailable):
@@ -369,6 +365,12 @@ class SparkClient:
                 # real expiry comes back as 1020 and is refreshed then.
                 if time.time() >= self._grant.expires_at:
                     raise
+        elif not personal and self._tokens.refreshing(self._grant):
+            # Another request is refreshing this grant: wait for its tokens rather than
+            # send a call the platform would refuse (and count). If that refresh fails,
+            # its answer is this call's too, as for the calls queued behind it after a
+            # 1020: the platform may have taken the refresh token after all.
+            self._grant = self._tokens.settled(self._grant)
         reply = self._send(method, url, body, override=override)
         # At most two retries and one refresh at the platform: a token another request
         # stored may itself have expired since, but a token just refreshed is final.

@@ -512,6 +512,47 @@ class TokenManager:
         finally:
             local.lock.release()
 
+    def settled(self, grant: Grant) -> Grant:
+        """``grant`` as it is once the refresh under way (:meth:`refreshing`) is over:
+        waits for this process's refresh and for another process's lease, and never
+        refreshes itself (the refresh under way may be of tokens newer than ``grant``'s).
+
+        :raises PlatformUnavailable: the refresh waited for failed (its answer, shared).
+        :raises ReauthenticationRequired: the grant has ended.
+        :raises StoreUnavailable: the store did not answer, or the refresh outlived its
+            lease.
+        """
+        key = grant.key
+        queued_at = time.monotonic()
+        local = self._locks.get(key.id)
+        if not local.lock.acquire(timeout=self.max_wait):
+            raise StoreUnavailable("Timed out waiting for the token refresh")
+        local.lock.release()
+        with self._state_lock:
+            failure = self._failures.get(key.id)
+        if (
+            failure is not None
+            and failure.access_token == grant.access_token
+            and failure.at >= queued_at
+        ):
+            raise PlatformUnavailable(str(failure.error), retry_after=failure.error.retry_after)
+        pause = _POLL_FIRST
+        while True:
+            current = self._current(key)
+            now = time.time()
+            if current.access_token != grant.access_token or current.lease_until <= now:
+                return current
+            # Another process's lease, as in _refresh_leased: followed while it runs, and
+            # a second more.
+            deadline = min(
+                time.monotonic() + max(0.0, current.lease_until - now) + 1.0,
+                queued_at + self.max_wait,
+            )
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable("Timed out waiting for another process's token refresh")
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+
     def _current(self, key: GrantKey) -> Grant:
         """The stored grant (or its unsaved successor).
 

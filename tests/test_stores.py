@@ -741,6 +741,36 @@ def test_spend_counts_a_batch_as_far_as_the_limit_allows(
     assert any_store.spend(BUCKET, 10, 10.0, now + 10, count=8) == (4, 0.0)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
+def test_a_batch_is_two_statements_while_slots_are_made_and_one_after(
+    request: pytest.FixtureRequest, kind: str, now: float
+) -> None:
+    store = store_from_url(clean_store_url(request, kind))
+    assert isinstance(store, SQLGrantStore)
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(store.rate_engine, "before_cursor_execute", record)
+    try:
+        assert store.spend(BUCKET, 8, 10.0, now, count=4) == (4, 0.0)
+        seen.clear()
+        assert store.spend(BUCKET, 8, 10.0, now + 1, count=4) == (4, 0.0)
+        while_made, seen[:] = list(seen), []
+        # All eight made, and free again: the oldest four, then the other four.
+        assert store.spend(BUCKET, 8, 10.0, now + 11, count=4) == (4, 0.0)
+        seen.clear()
+        assert store.spend(BUCKET, 8, 10.0, now + 11.5, count=4) == (4, 0.0)
+        assert store.spend(BUCKET, 8, 10.0, now + 11.5, count=4) == (0, pytest.approx(9.5))
+    finally:
+        sa.event.remove(store.rate_engine, "before_cursor_execute", record)
+        store.close()
+
+    assert len(while_made) == 2  # how many slots there are, then four more
+    assert len(seen) == 1 + 3  # four free slots at once; then none (count, candidates)
+
+
 def test_threads_racing_for_batches_never_overfill_the_window(
     any_store: GrantStore, now: float
 ) -> None:

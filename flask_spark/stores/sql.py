@@ -304,6 +304,9 @@ class SQLGrantStore:
         self._ready = not create_tables
         self._ready_lock = threading.Lock()
         self._last_sweep = 0.0
+        #: Rate buckets whose last batch here made new slots: the next one goes straight
+        #: to making more, without first looking for free ones.
+        self._growing: set[str] = set()
         database = self.engine.url.database
         self._watch: SQLiteWatch | None = None
         #: Where the rate table is: the grants' own database, except beside an SQLite file.
@@ -679,21 +682,23 @@ class SQLGrantStore:
     ) -> tuple[int, float]:
         r = self._rate.c
         cutoff = now - window
-        # Usually there are free slots and nobody else wants them: take the oldest in one
-        # statement. Else (no free slot, or other callers took them first) look closer.
-        with self._connect(autocommit=True, rate=True) as conn:
-            taken = conn.execute(
-                self._take_oldest,
-                {
-                    "rate_bucket": bucket,
-                    "rate_cutoff": cutoff,
-                    "rate_limit": limit,
-                    "rate_count": count,
-                    "rate_now": now,
-                },
-            ).rowcount
-        if taken:
-            return taken, 0.0
+        # Once the window's slots are made, there are usually free ones that nobody else
+        # wants: take the oldest in one statement. Else (no free slot, other callers took
+        # them first, or slots are still being made) look closer.
+        if bucket not in self._growing:
+            with self._connect(autocommit=True, rate=True) as conn:
+                taken = conn.execute(
+                    self._take_oldest,
+                    {
+                        "rate_bucket": bucket,
+                        "rate_cutoff": cutoff,
+                        "rate_limit": limit,
+                        "rate_count": count,
+                        "rate_now": now,
+                    },
+                ).rowcount
+            if taken:
+                return taken, 0.0
         for _ in range(_SPEND_ATTEMPTS):
             with self._connect(rate=True) as conn:
                 # Slots are numbered from 0 as they are made: the next one's number is
@@ -719,7 +724,12 @@ class SQLGrantStore:
                     except IntegrityError:  # another caller made one first: look again
                         conn.rollback()
                         continue
+                    self._growing.add(bucket)
                     return new, 0.0
+                if bucket in self._growing:
+                    # All made: from now on the oldest free slots are taken first.
+                    self._growing.discard(bucket)
+                    return self.spend(bucket, limit, window, now, count)
                 rows = conn.execute(
                     self._oldest, {"rate_bucket": bucket, "rate_limit": limit}
                 ).all()
