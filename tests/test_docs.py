@@ -1275,9 +1275,9 @@ def test_performance_page_says_how_to_rerun_the_benchmark() -> None:
     assert "[testenv:bench]" in tox
     assert "python benchmarks/bench.py" in tox
     assert "python benchmarks/bench.py" in page
-    assert 'default=200, help="calls per block"' in bench
-    assert 'default=15, help="interleaved blocks"' in bench
-    assert "15 interleaved blocks of 200 calls" in page
+    assert '"--rounds", type=int, default=3000' in " ".join(bench.split())
+    assert "measured in 3,000 rounds" in page
+    assert "``--rounds`` changes the 3,000 rounds" in page
     for label in ("raw keep-alive floor (urllib3)", "Authlib"):
         assert label in bench
         assert label in page
