@@ -486,17 +486,7 @@ class TokenManager:
             current = self._current(key)
             if current.access_token != stale.access_token:
                 return current, False
-            with self._state_lock:
-                failure = self._failures.get(key.id)
-            if (
-                failure is not None
-                and failure.access_token == stale.access_token
-                and failure.at >= queued_at
-            ):
-                # It failed while this thread waited for it: share the answer.
-                raise PlatformUnavailable(
-                    str(failure.error), retry_after=failure.error.retry_after
-                )
+            self._raise_failure_since(stale, queued_at)
             try:
                 result = self._refresh_leased(current)
             except PlatformUnavailable as exc:
@@ -528,30 +518,45 @@ class TokenManager:
         if not local.lock.acquire(timeout=self.max_wait):
             raise StoreUnavailable("Timed out waiting for the token refresh")
         local.lock.release()
-        with self._state_lock:
-            failure = self._failures.get(key.id)
-        if (
-            failure is not None
-            and failure.access_token == grant.access_token
-            and failure.at >= queued_at
-        ):
-            raise PlatformUnavailable(str(failure.error), retry_after=failure.error.retry_after)
+        self._raise_failure_since(grant, queued_at)
         pause = _POLL_FIRST
         while True:
             current = self._current(key)
             now = time.time()
             if current.access_token != grant.access_token or current.lease_until <= now:
                 return current
-            # Another process's lease, as in _refresh_leased: followed while it runs, and
-            # a second more.
-            deadline = min(
-                time.monotonic() + max(0.0, current.lease_until - now) + 1.0,
-                queued_at + self.max_wait,
-            )
-            if time.monotonic() >= deadline:
-                raise StoreUnavailable("Timed out waiting for another process's token refresh")
-            time.sleep(pause)
-            pause = min(pause * 2, _POLL_MAX)
+            pause = self._follow_lease(current, now, queued_at, pause)
+
+    def _raise_failure_since(self, grant: Grant, since: float) -> None:
+        """Raise the failure of this process's refresh of ``grant``'s tokens, if one ended
+        after ``since`` (monotonic): it failed while the caller waited for it, and its
+        answer is shared.
+
+        :raises PlatformUnavailable: that failure.
+        """
+        with self._state_lock:
+            failure = self._failures.get(grant.key.id)
+        if (
+            failure is not None
+            and failure.access_token == grant.access_token
+            and failure.at >= since
+        ):
+            raise PlatformUnavailable(str(failure.error), retry_after=failure.error.retry_after)
+
+    def _follow_lease(self, found: Grant, now: float, since: float, pause: float) -> float:
+        """Wait ``pause`` for the holder of ``found``'s lease (it extends it while the
+        platform answers): never past a second after the lease ends, nor past
+        :attr:`max_wait` from ``since`` (monotonic). Returns the next pause.
+
+        :raises StoreUnavailable: that time has passed.
+        """
+        deadline = min(
+            time.monotonic() + max(0.0, found.lease_until - now) + 1.0, since + self.max_wait
+        )
+        if time.monotonic() >= deadline:
+            raise StoreUnavailable("Timed out waiting for another process's token refresh")
+        time.sleep(pause)
+        return min(pause * 2, _POLL_MAX)
 
     def _current(self, key: GrantKey) -> Grant:
         """The stored grant (or its unsaved successor).
@@ -589,16 +594,7 @@ class TokenManager:
                 return found, False
             if won:
                 break
-            # Follow the holder's lease (it extends it while the platform answers), never
-            # past a second after it ends, nor past the longest a refresh can take.
-            deadline = min(
-                time.monotonic() + max(0.0, found.lease_until - now) + 1.0,
-                waited_since + self.max_wait,
-            )
-            if time.monotonic() >= deadline:
-                raise StoreUnavailable("Timed out waiting for another process's token refresh")
-            time.sleep(pause)
-            pause = min(pause * 2, _POLL_MAX)
+            pause = self._follow_lease(found, now, waited_since, pause)
         keeper = _LeaseKeeper(self.store, key, stale, holder, self.lease_seconds)
         try:
             tokens = self.grants.refresh(

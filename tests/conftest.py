@@ -228,6 +228,16 @@ def app_with_pair(make_app: AppFactory, pair: dict[str, Any], **config: Any) -> 
     )
 
 
+def same_browser(app: Flask, browser: Browser) -> FlaskClient:
+    """Another test client of ``app`` with ``browser``'s session cookie: a request of the
+    same browser, in flight beside its own."""
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    client = app.test_client()
+    client.set_cookie("session", cookie.value)
+    return client
+
+
 def grant_of(app: Flask, client: FlaskClient, scope: str = "idx") -> Any:
     """The grant a test client's browser session is bound to for ``scope`` (or ``None``),
     as the app resolves it."""

@@ -19,7 +19,7 @@ from flask_spark import (
 )
 from flask_spark.testing import Fault, SparkPlatform
 
-from .conftest import AppFactory, Browser, grant_of, same_session_burst
+from .conftest import AppFactory, Browser, grant_of, same_browser, same_session_burst
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
@@ -488,10 +488,7 @@ def test_a_request_started_during_a_refresh_waits_for_it_instead_of_calling(
     """A request that finds its grant being refreshed sends no call with the old token
     (the platform would refuse it, and count it against the rate limit): it waits and
     calls once, with the new token."""
-    cookie = browser.client.get_cookie("session")
-    assert cookie is not None
-    other = app.test_client()
-    other.set_cookie("session", cookie.value)
+    other = same_browser(app, browser)
     spark_platform.expire_all()
     spark_platform.add_fault(Fault("grant", "delay", delay=0.5))
     statuses: list[int] = []

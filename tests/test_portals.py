@@ -14,7 +14,7 @@ from flask import Flask, jsonify, request
 from flask_spark import Spark, spark_api, spark_login_required
 from flask_spark.testing import Fault, SparkPlatform
 
-from .conftest import AppFactory
+from .conftest import AppFactory, same_browser
 
 PORTALS = ("alpha", "beta")
 
@@ -202,10 +202,7 @@ def test_signing_in_to_a_portal_while_another_refreshes(
     platform: the move waits for the refresh, so alpha's new tokens move too."""
     browser = browser_for(portal_app)
     browser.client.get(browser.authorize(browser.start_login("/alpha/login"))[0])
-    cookie = browser.client.get_cookie("session")
-    assert cookie is not None
-    alpha = portal_app.test_client()
-    alpha.set_cookie("session", cookie.value)
+    alpha = same_browser(portal_app, browser)
     spark_platform.expire_all()
     spark_platform.add_fault(Fault("grant", "delay", delay=1.0))
     result: list[int] = []
