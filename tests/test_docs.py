@@ -1323,3 +1323,18 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     config_page = (html / "configuration.html").read_text()
     assert "SPARK_ONE_PORTAL_PER_SESSION" in config_page
     assert "Unreleased" in (html / "changelog.html").read_text()
+
+
+def test_the_installation_page_lists_every_extra() -> None:
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    extras = set(setup["options.extras_require"])
+    page = (DOCS / "installation.rst").read_text()
+    listed = set(re.findall(r"^   \* - ``([a-z]+)``$", page, re.MULTILINE))
+    assert listed == extras
+    testing = setup["options.extras_require"]["testing"].split()
+    assert sorted(name.split(">=")[0] for name in testing) == ["pytest", "trustme"]
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{extra}`" in readme for extra in extras - {"test"})

@@ -462,3 +462,26 @@ def test_oversized_body_is_refused_with_413(wire: Wire, spark_platform: SparkPla
     assert reply.status == 413
     assert envelope(reply)["Code"] == 1050
     assert wire.api("GET", "/v1/system", token).status == 200
+
+
+def test_https_without_trustme_names_the_extra_to_install(tmp_path: Path) -> None:
+    """Without trustme, the simulator over HTTPS stops with an error that says which
+    extra installs it (run in a child whose trustme cannot be imported)."""
+    script = tmp_path / "no_trustme.py"
+    script.write_text(
+        "import sys\n"
+        "sys.modules['trustme'] = None  # as if it were not installed\n"
+        "from flask_spark.testing import SimulatorServer, SparkPlatform\n"
+        "try:\n"
+        "    SimulatorServer(SparkPlatform(), tls=True).start()\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc.name, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert result.stdout.strip() == (
+        "trustme The simulator's HTTPS needs trustme, which Flask-Spark's testing extra "
+        "installs: pip install 'Flask-Spark[testing]'"
+    )

@@ -265,7 +265,14 @@ class SimulatorServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def _ssl_context(self) -> ssl.SSLContext:
-        import trustme  # lazily: plain HTTP does not need it
+        try:
+            import trustme  # lazily: plain HTTP does not need it
+        except ImportError:
+            raise ModuleNotFoundError(
+                "The simulator's HTTPS needs trustme, which Flask-Spark's testing extra "
+                "installs: pip install 'Flask-Spark[testing]'",
+                name="trustme",
+            ) from None
 
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "::1", "localhost")
