@@ -9,13 +9,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from example_app import close_app, create_app
 from flask_spark.testing import SparkPlatform
 
-CHROMIUM = "/usr/bin/chromium"
+#: Debian's Chromium, or another one named by ``SPARK_TEST_CHROMIUM``.
+CHROMIUM = os.environ.get("SPARK_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -31,6 +33,17 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 def chromium_missing() -> bool:
     return not os.access(CHROMIUM, os.X_OK)
+
+
+def require_chromium() -> None:
+    """Skip the calling test when Chromium is missing, with the reason in the summary;
+    under CI (``CI`` set), fail instead: a green run must have run the browser tests."""
+    if not chromium_missing():
+        return
+    reason = f"{CHROMIUM} is not installed"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}, and under CI the browser tests must run", pytrace=False)
+    pytest.skip(reason)
 
 
 def _starting(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -19,10 +19,14 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 import flask_spark.views
 from flask_spark.testing import ACCOUNTS, LISTINGS
 
-from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, PortalServer, chromium_missing
+from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, PortalServer, require_chromium
 from .redis_server import free_port
 
-pytestmark = pytest.mark.skipif(chromium_missing(), reason=f"{CHROMIUM} is not installed")
+
+@pytest.fixture(autouse=True, scope="module")
+def _chromium() -> None:
+    require_chromium()  # before the module's other fixtures start a browser
+
 
 JANE = ACCOUNTS[0]
 SAM = ACCOUNTS[1]
