@@ -42,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         app = create_app({"PORT": server.port})
+    except RuntimeError as exc:  # the demo simulator's port is taken, and the like
+        server.server_close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except BaseException:
         server.server_close()
         raise

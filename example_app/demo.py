@@ -92,7 +92,9 @@ class DemoSimulator:
             lock.close()
             raise RuntimeError(
                 f"The demo Spark simulator cannot listen on 127.0.0.1:{port}: another "
-                "program uses that port. Set SIMULATOR_PORT to a free port."
+                "program uses that port. Run the portal on another port (python -m "
+                "example_app --port N: the simulator takes N + 1), or set SIMULATOR_PORT "
+                "to a free port."
             ) from None
         simulator = cls(server.url, redirect_uris, platform, server, lock)
         threading.Thread(

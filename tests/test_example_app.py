@@ -7,6 +7,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,6 +111,27 @@ def test_one_command_starts_the_demo_and_prints_the_url(
         assert process.stderr is not None
         log = process.stderr.read().decode()
     assert "Demo mode: started the built-in Spark simulator at http://127.0.0.1:" in log
+
+
+def test_a_busy_simulator_port_says_how_to_choose_another(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(INSTANCE_PATH=str(tmp_path / "instance"), SIMULATOR_PORT=str(port))
+        done = subprocess.run(
+            [sys.executable, "-m", "example_app", "--port", "0"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"error: The demo Spark simulator cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "python -m example_app --port N" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # no URL printed for a portal that is not running
 
 
 def test_flask_run_serves_the_same_portal(tmp_path: Path, http: urllib3.PoolManager) -> None:

@@ -3,6 +3,7 @@ page, the JSON-only grant endpoint, single-use codes and refresh token rotation.
 
 from __future__ import annotations
 
+import html
 import re
 import threading
 from collections.abc import Iterator
@@ -72,6 +73,11 @@ def test_redirect_uri_mismatch_shows_a_page_and_never_redirects(
         assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
         assert b"redirect_uri_mismatch" in reply.data
         assert b"Parameter redirect_uri does not match registered URI" in reply.data
+        # The simulator runs on the developer's machine: it shows what differs.
+        page = reply.data.decode()
+        assert f"<dt>Sent</dt><dd><code>{html.escape(uri)}</code></dd>" in page
+        assert f"<dt>Registered</dt><dd><code>{CALLBACK}</code></dd>" in page
+        assert "--redirect-uri" in page
     assert wire.authorize(redirect_uri=None).status == 400
     assert spark_platform.stats.authorizations == 0
 

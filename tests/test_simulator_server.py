@@ -349,7 +349,8 @@ def test_cli_reports_a_busy_port(spark_platform: SparkPlatform) -> None:
         env=ENV,
     )
     assert done.returncode == 1
-    assert "error" in done.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: choose another with --port" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_plugin_fixtures_load_through_the_entry_point(tmp_path: Path) -> None:

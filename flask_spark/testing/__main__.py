@@ -71,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = SimulatorServer(platform, tls=args.tls, host=args.host, port=args.port)
     try:
         server.start()
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # the port cannot be bound
+        print(f"error: {exc}: choose another with --port (0 picks a free one)", file=sys.stderr)
         return 1
     stop = threading.Event()
 

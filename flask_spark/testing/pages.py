@@ -69,12 +69,19 @@ def consent_page(
     return _page(200, "Authorize application", body)
 
 
-def error_page(status: int, error: str, description: str) -> Response:
-    """An authorization error shown to the user instead of a redirect."""
+def error_page(
+    status: int, error: str, description: str, details: Sequence[tuple[str, str]] = ()
+) -> Response:
+    """An authorization error shown to the user instead of a redirect, with ``details``
+    (label, text) for the developer looking at it."""
     esc = html.escape
+    rows = "".join(
+        f"<dt>{esc(label)}</dt><dd><code>{esc(text)}</code></dd>\n" for label, text in details
+    )
     body = (
         "<h1>Authorization error</h1>\n"
         f'<p>Error: <code class="error">{esc(error)}</code></p>\n'
         f'<p class="error-description">{esc(description)}</p>\n'
+        + (f'<dl class="details">\n{rows}</dl>\n' if rows else "")
     )
     return _page(status, "Authorization error", body)

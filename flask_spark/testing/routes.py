@@ -369,7 +369,24 @@ class Router:
                 )
             return error_page(400, "unauthorized_client", "Unknown client_id")
         if redirect_uri not in client.redirect_uris:
-            return error_page(400, "redirect_uri_mismatch", MISMATCH)
+            # Unlike the platform's, the simulator's page shows both sides: it runs on
+            # the developer's own machine.
+            return error_page(
+                400,
+                "redirect_uri_mismatch",
+                MISMATCH,
+                [
+                    ("Sent", redirect_uri or "(none)"),
+                    ("Registered", " ".join(client.redirect_uris) or "(none)"),
+                    (
+                        "To accept it",
+                        (
+                            "python -m flask_spark.testing --redirect-uri URI, or "
+                            "SparkPlatform.register_client(...)"
+                        ),
+                    ),
+                ],
+            )
         if params.get("response_type") != "code":
             return _redirect(
                 redirect_uri,
