@@ -113,7 +113,12 @@ def error_page(reason: str, status: int, *, offer_login: bool = True, **context:
         login_url=url_for("spark.login") if offer_login else None,
         **context,
     )
-    response = Response(html, status=status, mimetype="text/html")
+    return private(Response(html, status=status, mimetype="text/html"))
+
+
+def private(response: Response) -> Response:
+    """``response``, kept out of caches and sending no referrer: a page or redirect of a
+    sign-in (its URL can hold a code or a state)."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

@@ -30,7 +30,7 @@ from .extension import (
     forget_current,
     serving_state,
 )
-from .pages import clean_description, error_page
+from .pages import clean_description, error_page, private
 from .redirects import safe_next
 from .sessions import (
     browser_data,
@@ -145,9 +145,7 @@ def _failed(reason: str, status: int, **context: Any) -> Response:
         description=description,
     ):
         if isinstance(value, Response):
-            value.headers["Cache-Control"] = "no-store"
-            value.headers["Referrer-Policy"] = "no-referrer"
-            return value
+            return private(value)
     return error_page(reason, status, **context)
 
 
@@ -276,10 +274,7 @@ def callback(**_prefix_values: Any) -> Response:
         portal=record["portal"],
         account_id=key.account_id,
     )
-    response = redirect(record["next"] or _landing(state), 303)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return private(redirect(record["next"] or _landing(state), 303))
 
 
 def _bind_session(state: SparkState, key: GrantKey, record: dict[str, Any]) -> None:
@@ -322,10 +317,12 @@ def _sign_out(state: SparkState, key: GrantKey, binding: str) -> None:
 
 
 def _unknown_state(state: SparkState) -> Response:
-    """The state is not (or no longer) one this browser may use: say so, and offer a way
-    on to the app if the browser is signed in already (a back button, a reload)."""
-    signed_in = current_grant(state) is not None
-    return _failed("unknown_state", 400, signed_in=signed_in, continue_url=_landing(state))
+    """The state is not (or no longer) one this browser may use. A browser signed in
+    already (the back button after a sign-in, a reload of the callback) goes on to the
+    app; any other is told the link is not recognised."""
+    if current_grant(state) is not None:
+        return private(redirect(_landing(state), 303))
+    return _failed("unknown_state", 400)
 
 
 def _same_origin() -> bool:

@@ -269,6 +269,21 @@ def test_a_refused_refresh_signs_in_again_and_returns_to_the_page(
     assert after.code_exchanges == before.code_exchanges + 1
 
 
+def test_the_back_button_after_signing_in_goes_on_to_the_portal(
+    page: Page, portal: PortalServer
+) -> None:
+    """Back from the dashboard to the consent page, and Approve again: the callback's
+    sign-in link was used already, and the browser, signed in, goes on to the portal."""
+    sign_in(page, portal)
+
+    page.go_back()
+    approve(page, portal)
+
+    expect(page).to_have_url(re.compile("^" + re.escape(portal.url) + "/(dashboard)?$"))
+    expect(page.get_by_role("heading", name=JANE["Name"])).to_be_visible()
+    expect(page.get_by_text("not recognised")).to_have_count(0)
+
+
 def test_sign_out(page: Page, portal: PortalServer) -> None:
     sign_in(page, portal)
     token = last_access_token(portal)

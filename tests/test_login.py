@@ -161,14 +161,33 @@ def test_state_of_another_session_is_refused_without_a_grant_call(
     assert alice.client.get(callback).status_code == 303
 
 
-def test_replayed_callback_is_refused_without_a_second_grant_call(
+def test_a_replayed_callback_goes_on_to_the_app_without_a_second_grant_call(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    """The back button to the callback after a sign-in (or a reload of it): the browser is
+    signed in, so it goes on to the app, not to an error page."""
+    callback, _ = browser.authorize(browser.start_login("/login?next=/account"))
+    assert browser.client.get(callback).headers["Location"] == "/account"
+    again = browser.client.get(callback)
+    assert again.status_code == 303
+    assert again.headers["Location"] == app.config.get("SPARK_LOGIN_REDIRECT", "/")
+    assert again.headers["Cache-Control"] == "no-store"
+    assert spark_platform.stats.grant_calls == 1
+    assert browser.client.get("/account").status_code == 200
+
+
+def test_a_replayed_callback_after_signing_out_is_refused(
     browser: Browser, spark_platform: SparkPlatform
 ) -> None:
     callback, _ = browser.authorize(browser.start_login())
     assert browser.client.get(callback).status_code == 303
+    assert (
+        browser.client.post("/logout", headers={"Sec-Fetch-Site": "same-origin"}).status_code
+        == 303
+    )
     again = browser.client.get(callback)
-    assert again.status_code == 400
-    assert b"already signed in" in again.data
+    assert again.status_code == 400  # an error page that offers a fresh sign-in
+    assert b'href="/login">Sign in with Flexmls' in again.data
     assert spark_platform.stats.grant_calls == 1
 
 
@@ -479,9 +498,11 @@ def test_signals_fire_and_a_receiver_may_replace_the_error_page(
     def on_failed(sender: Flask, **extra: Any) -> Response:
         return Response(f"custom {extra['reason']}", status=418)
 
+    stranger = app.test_client()  # a session of its own, not signed in
     with token_obtained.connected_to(on_obtained, app), login_failed.connected_to(on_failed, app):
         browser.sign_in()
-        failed = browser.client.get("/callback?state=x&code=y")
+        assert stranger.get("/login").status_code == 302
+        failed = stranger.get("/callback?state=x&code=y")
     account_id = spark_platform.accounts[0]["Id"]
     assert obtained == [
         {"instance": "spark", "scope": "idx", "portal": None, "account_id": account_id}
