@@ -727,9 +727,8 @@ class SQLGrantStore:
                     self._growing.add(bucket)
                     return new, 0.0
                 if bucket in self._growing:
-                    # All made: from now on the oldest free slots are taken first.
                     self._growing.discard(bucket)
-                    return self.spend(bucket, limit, window, now, count)
+                    break  # all made: the oldest free slots first, below
                 rows = conn.execute(
                     self._oldest, {"rate_bucket": bucket, "rate_limit": limit}
                 ).all()
@@ -746,7 +745,11 @@ class SQLGrantStore:
                 ).rowcount
                 if taken:
                     return 1, 0.0
-        return 0, 1e-3  # every candidate went to another caller: look again shortly
+        else:
+            return 0, 1e-3  # every candidate went to another caller: look again shortly
+        # Every slot is made: from now on the oldest free ones are taken first (with this
+        # connection given back, not held while the next statement runs).
+        return self.spend(bucket, limit, window, now, count)
 
     def close(self) -> None:
         if self._watch is not None:
