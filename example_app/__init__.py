@@ -1,4 +1,6 @@
-"""The Flask-Spark example portal: real estate agents sign in with Flexmls.
+"""The Flask-Spark example portal: real estate agents sign in with Flexmls, search the
+MLS's listings and their own (:mod:`example_app.agent`), and open a listing's page with
+its photos; their clients sign in to the agents' VOW portals (:mod:`example_app.vow`).
 
 Start it with one command, then open the URL it prints::
 

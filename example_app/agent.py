@@ -1,4 +1,5 @@
-"""The agent portal's pages: a home page with "Sign in with Flexmls" and the dashboard."""
+"""The agent portal's pages: a home page with "Sign in with Flexmls", the dashboard with a
+listing search, and a listing's page with its photos."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from werkzeug.wrappers import Response
 
 from flask_spark import spark_api, spark_login_required
 
-from .pages import listings_page, my_account, page_number
+from .pages import (
+    Search,
+    listing_detail,
+    listings_page,
+    my_account,
+    page_number,
+    past_the_last_page,
+)
 
 bp = Blueprint("agent", __name__)
 
@@ -35,12 +43,33 @@ def home() -> Response | str:
 
 @bp.get("/dashboard")
 @spark_login_required  # not signed in: off to /login?next=/dashboard?page=N and back
-def dashboard() -> str:
-    """The agent's account (``/my/account``) and a page of listings (``/listings``)."""
+def dashboard() -> Response | str:
+    """The agent's account and a listing search: every listing of the MLS the key may
+    show (``/listings``), or with ``?mine=1`` the agent's own (``/my/listings``)."""
+    mine = request.args.get("mine") == "1"
+    search = Search.from_args(request.args)
+    listings = listings_page(page_number(), search, path="/my/listings" if mine else "/listings")
+    beyond = past_the_last_page(listings, **({"mine": 1} if mine else {}))
+    if beyond is not None:
+        return beyond
     return render_template(
         "dashboard.html",
         account=my_account(),
-        listings=listings_page(page_number()),
+        listings=listings,
+        mine=mine,
+        list_args={"mine": 1} if mine else {},
+        show_sign_out=True,
+    )
+
+
+@bp.get("/listings/<listing_id>")
+@spark_login_required
+def listing(listing_id: str) -> str:
+    """A listing's page: its details and photos."""
+    return render_template(
+        "listing.html",
+        listing=listing_detail(listing_id),
+        back_url=url_for(".dashboard"),
         show_sign_out=True,
     )
 

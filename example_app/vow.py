@@ -18,10 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, render_template, request, url_for
+from werkzeug.wrappers import Response
 
-from flask_spark import Spark, spark_api
+from flask_spark import Spark, spark_account, spark_api, spark_login_required
+from flask_spark.sparkql import field
 
-from .pages import listings_page, my_account, page_number
+from .pages import Search, listing_detail, listings_page, page_number, past_the_last_page
 
 #: Where the portals are served.
 VOW_MOUNT = "/portal"
@@ -79,15 +81,49 @@ def index() -> str:
 
 
 @bp.get("/<portal>/")
-def home(portal: str) -> str:
-    """A portal's home: "Sign in with Flexmls", or the consumer's name and listings."""
+def home(portal: str) -> Response | str:
+    """A portal's home: "Sign in with Flexmls", or a greeting for the consumer signed in
+    (:data:`~flask_spark.spark_account`, no API call) and a search of the listings of the
+    agent whose portal it is."""
     context: dict[str, Any] = {"portal": portal}
-    if spark_api.authenticated:
+    if spark_account:
+        search = Search.from_args(request.args)
+        owner = portal_owner(portal)
+        listings = listings_page(
+            page_number(), search, within=field("ListAgentId") == owner if owner else None
+        )
+        beyond = past_the_last_page(listings, portal=portal)
+        if beyond is not None:
+            return beyond
         context.update(
-            account=my_account(), listings=listings_page(page_number()), show_sign_out=True
+            consumer=spark_account.name, listings=listings, list_args={}, show_sign_out=True
         )
     else:
         context["login_url"] = url_for(
             "vow.login", portal=portal, next=url_for(".home", portal=portal)
         )
     return render_template("vow_home.html", **context)
+
+
+@bp.get("/<portal>/listings/<listing_id>")
+@spark_login_required  # to this portal's own sign-in
+def listing(portal: str, listing_id: str) -> str:
+    """A listing's page in the portal: its details and photos."""
+    return render_template(
+        "listing.html",
+        listing=listing_detail(listing_id),
+        back_url=url_for(".home", portal=portal),
+        portal=portal,
+        show_sign_out=True,
+    )
+
+
+def portal_owner(portal: str) -> str | None:
+    """The account ``Id`` of the agent whose portal it is (``/v1/portal``'s ``OwnerId``),
+    read once per portal; ``None`` if the platform does not say."""
+    owners: dict[str, str | None] = current_app.extensions.setdefault("example_portal_owners", {})
+    if portal not in owners:
+        results = spark_api.get("/portal")
+        found = results[0].get("OwnerId") if results and isinstance(results[0], dict) else None
+        owners[portal] = found if isinstance(found, str) else None
+    return owners[portal]

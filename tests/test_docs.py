@@ -46,7 +46,7 @@ from flask_spark import (
 )
 from flask_spark.config import load_config
 from flask_spark.pages import REASONS
-from flask_spark.testing import ACCOUNTS, LISTINGS, Fault, SparkPlatform
+from flask_spark.testing import LISTINGS, Fault, SparkPlatform
 from flask_spark.testing.data import my_listings, replication_listings
 
 from .conftest import AppFactory, Browser
@@ -753,7 +753,7 @@ def test_portals_keep_their_own_sign_in(
 
     assert browser.client.get("/alpha/saved-searches").json == {
         "portal": "alpha",
-        "agent": "Jane Agent",
+        "consumer": spark_platform.consumers("alpha")[0]["Name"],
     }
     assert "action='/alpha/logout'" in browser.client.get("/alpha/").text
     assert "href='/beta/login'" in browser.client.get("/beta/").text
@@ -792,17 +792,17 @@ def test_an_agent_portal_and_vow_portals_in_one_app(
     assert browser.client.get("/dashboard").json["agent"] == "Jane Agent"
     assert "href='/portal/alpha/login'" in browser.client.get("/portal/alpha/").text
 
-    sam = ACCOUNTS[1]
-    callback, _ = browser.authorize(browser.start_login("/portal/alpha/login"), sam["Id"])
+    alex = spark_platform.consumers("alpha")[1]
+    callback, _ = browser.authorize(browser.start_login("/portal/alpha/login"), alex["Id"])
     assert callback.startswith("/portal/alpha/callback?")
     assert browser.client.get(callback).status_code == 303
     home = browser.client.get("/portal/alpha/").text
-    assert f"Welcome, {sam['Name']}" in home
+    assert f"Welcome, {alex['Name']}" in home
     assert "action='/portal/alpha/logout'" in home
     assert browser.client.get("/portal/alpha/listings").json["listings"] > 0
     assert browser.client.get("/portal/alpha/agent-view").json == {
         "agent": "Jane Agent",
-        "consumer": sam["Name"],
+        "consumer": alex["Name"],
     }
 
     out = browser.client.post("/portal/alpha/logout", headers={"Origin": "http://localhost"})

@@ -22,13 +22,13 @@ import urllib3
 from flask import Flask
 
 from example_app import close_app, create_app
-from flask_spark.testing import ACCOUNTS, SparkPlatform
+from flask_spark.testing import SparkPlatform
 
 from .browser import ROOT
 from .conftest import Browser
 from .redis_server import RedisServer, free_port
 
-BANNER = "Demo mode: signed in against the built-in Spark simulator"
+BANNER = "this portal talks to Flask-Spark's built-in Spark simulator, not to Flexmls"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -255,7 +255,8 @@ def test_with_a_vow_key_the_portals_sign_in_at_their_own_endpoint(
     callback, _ = browser.authorize(location)
     response = browser.client.get(callback)
     assert response.headers["Location"] == "/portal/alpha/"
-    assert "Welcome, Jane Agent" in browser.client.get("/portal/alpha/").text
+    consumer = spark_platform.consumers("alpha")[0]
+    assert f"Welcome, {consumer['Name']}" in browser.client.get("/portal/alpha/").text
     assert "Sign in with Flexmls" in browser.client.get("/").text  # the agent portal: not
 
 
@@ -276,9 +277,9 @@ def test_one_portal_app_signs_agents_in_with_openid_and_consumers_with_oauth2(
     )
     app = apps({"INSTANCE_PATH": str(tmp_path)}, env)
     browser = browser_for(app)
-    sam = ACCOUNTS[1]
+    alex = spark_platform.consumers("alpha")[1]
     assert browser.sign_in("/dashboard").status_code == 303
-    callback, _ = browser.authorize(browser.start_login("/portal/alpha/login"), sam["Id"])
+    callback, _ = browser.authorize(browser.start_login("/portal/alpha/login"), alex["Id"])
     assert browser.client.get(callback).status_code == 303
     assert [r.path for r in spark_platform.requests_for("grant")] == [
         "/openid/token",
@@ -286,7 +287,7 @@ def test_one_portal_app_signs_agents_in_with_openid_and_consumers_with_oauth2(
     ]
 
     portal = browser.client.get("/portal/alpha/").text
-    assert f"Welcome, {sam['Name']}" in portal
+    assert f"Welcome, {alex['Name']}" in portal
     assert "Jane Agent" in browser.client.get("/dashboard").text
     # Each site's header signs out of its own sign-in only.
     form = re.search(r'<form class="sign-out" method="post" action="([^"]+)"', portal)
@@ -357,3 +358,86 @@ def test_the_demo_secret_key_is_made_once_and_kept(tmp_path: Path) -> None:
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
     assert len(first.config["SECRET_KEY"]) == 64
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.fixture
+def signed_in_portal(
+    apps: Callable[..., Flask],
+    spark_platform: SparkPlatform,
+    browser_for: Callable[[Flask], Browser],
+    tmp_path: Path,
+) -> Browser:
+    """The example portal on the HTTPS simulator, with Jane Agent signed in."""
+    app = apps({"INSTANCE_PATH": str(tmp_path)}, real_env(spark_platform))
+    browser = browser_for(app)
+    assert browser.sign_in("/dashboard").status_code == 303
+    return browser
+
+
+def test_http_errors_get_the_portals_own_pages(
+    apps: Callable[..., Flask],
+    spark_platform: SparkPlatform,
+    browser_for: Callable[[Flask], Browser],
+    tmp_path: Path,
+) -> None:
+    app = apps({"INSTANCE_PATH": str(tmp_path)}, real_env(spark_platform))
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("a bug in a view")
+
+    browser = browser_for(app)
+    assert browser.sign_in("/dashboard").status_code == 303
+    client = browser.client
+
+    pages = {
+        404: client.get("/no/such/page"),
+        405: client.post("/dashboard", headers={"Origin": "http://localhost"}),
+        414: client.get("/dashboard?city=" + "x" * 9000),
+        500: client.get("/boom"),
+    }
+    titles = {
+        404: "Page not found",
+        405: "This page cannot do that",
+        414: "This address is too long",
+        500: "Something went wrong",
+    }
+    for status, response in pages.items():
+        assert response.status_code == status
+        assert f"<h1>{titles[status]}</h1>" in response.text
+        assert 'class="brand"' in response.text  # the portal's header, not Werkzeug's page
+        assert "Back to the home page" in response.text
+    assert "a bug in a view" not in pages[500].text
+    assert "Traceback" not in pages[500].text
+
+
+def test_listing_search_reads_what_it_can_and_quotes_it(
+    signed_in_portal: Browser, spark_platform: SparkPlatform
+) -> None:
+    client = signed_in_portal.client
+    page = client.get("/dashboard?city=fargo&min_price=abc&max_price=$300,000&min_beds=3")
+    assert page.status_code == 200
+    sent = spark_platform.requests_for("data")[-1]
+    # min_price=abc is left out; "$300,000" is read as 300000; the city is a quoted value.
+    assert sent.query["_filter"] == "City Eq 'Fargo' And ListPrice Le 300000 And BedsTotal Ge 3"
+    hostile = client.get("/dashboard?city=Fargo' Or ListPrice Gt '0")
+    assert hostile.status_code == 200
+    assert spark_platform.requests_for("data")[-1].query["_filter"] == (
+        "City Eq 'Fargo\\' Or Listprice Gt \\'0'"
+    )
+    assert "No listings match this search." in hostile.text
+    # An unknown sort is ignored, a known one becomes _orderby.
+    client.get("/dashboard?sort=Password")
+    assert "_orderby" not in spark_platform.requests_for("data")[-1].query
+    client.get("/dashboard?sort=-price")
+    assert spark_platform.requests_for("data")[-1].query["_orderby"] == "-ListPrice"
+
+
+def test_listing_pages_answer_404_for_what_is_not_a_listing(signed_in_portal: Browser) -> None:
+    client = signed_in_portal.client
+    assert client.get("/listings/not-an-id").status_code == 404
+    assert client.get("/listings/20240115000000000000000000").status_code == 404
+    assert client.get("/dashboard?page=999").headers["Location"] == "/dashboard?page=6"
+    assert client.get("/dashboard?page=999&mine=1").headers["Location"] == (
+        "/dashboard?page=2&mine=1"
+    )

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 import flask_spark.views
-from flask_spark.testing import ACCOUNTS, LISTINGS
+from flask_spark.testing import ACCOUNTS, LISTINGS, data
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, PortalServer, require_chromium
 from .redis_server import free_port
@@ -30,7 +30,20 @@ def _chromium() -> None:
 
 JANE = ACCOUNTS[0]
 SAM = ACCOUNTS[1]
-DOCS_SCREENSHOT = ROOT / "docs" / "_static" / "dashboard.png"
+DOCS_STATIC = ROOT / "docs" / "_static"
+SIGNED_OUT = "You have signed out. This portal no longer has access to your Flexmls account."
+
+
+def save_screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Save a screenshot to ``test-artifacts/`` and refresh the docs' copy (Chromium
+    renders the same page to the same bytes, so it only changes when the page does)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / name
+    page.screenshot(path=str(shot), full_page=full_page)
+    DOCS_STATIC.mkdir(parents=True, exist_ok=True)
+    draft = DOCS_STATIC / f".{name}-{os.getpid()}.png"
+    shutil.copyfile(shot, draft)
+    os.replace(draft, DOCS_STATIC / name)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +117,7 @@ def last_access_token(portal: PortalServer) -> str:
 def test_sign_in_with_approve_shows_the_dashboard(page: Page, portal: PortalServer) -> None:
     page.goto(portal.url + "/")
     expect(page.get_by_role("note")).to_contain_text(
-        "Demo mode: signed in against the built-in Spark simulator"
+        "this portal talks to Flask-Spark's built-in Spark simulator, not to Flexmls"
     )
     page.get_by_role("link", name="Sign in with Flexmls").click()
 
@@ -124,15 +137,7 @@ def test_sign_in_with_approve_shows_the_dashboard(page: Page, portal: PortalServ
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     expect(page.get_by_role("note")).to_contain_text("Demo mode")
 
-    # The screenshot for the docs, refreshed by every run (Chromium renders the same page
-    # to the same bytes, so it only changes when the page does).
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "dashboard.png"
-    page.screenshot(path=str(shot), full_page=True)
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    draft = DOCS_SCREENSHOT.with_name(f".dashboard-{os.getpid()}.png")
-    shutil.copyfile(shot, draft)
-    os.replace(draft, DOCS_SCREENSHOT)
+    save_screenshot(page, "dashboard.png")
 
 
 def test_page_links_walk_the_listings(page: Page, portal: PortalServer) -> None:
@@ -291,7 +296,7 @@ def test_sign_out(page: Page, portal: PortalServer) -> None:
     page.get_by_role("button", name="Sign out").click()
 
     expect(page).to_have_url(portal.url + "/")
-    expect(page.get_by_role("status")).to_have_text("You have signed out of Flexmls.")
+    expect(page.get_by_role("status")).to_have_text(SIGNED_OUT)
     expect(page.get_by_role("link", name="Sign in with Flexmls")).to_be_visible()
     with pytest.raises(KeyError):  # revoked at the platform, not just forgotten
         portal.platform.grant_for(token)
@@ -306,17 +311,35 @@ def test_a_vow_portal_signs_consumers_in_on_its_own(page: Page, portal: PortalSe
     expect(page.get_by_role("note")).to_contain_text("Demo mode")
     page.get_by_role("link", name="Sign in with Flexmls").click()
     expect(page.locator(".portal")).to_have_text("redriver")  # the consent page's portal
+    # The portal's own consumers sign in to it, not the agents.
+    consumers = portal.platform.consumers("redriver")
+    options = page.get_by_label("Sign in as").locator("option")
+    expect(options).to_have_text([f"{c['Name']} (VowConsumer)" for c in consumers])
 
-    approve(page, portal, user=f"{SAM['Name']} (Member)")
+    alex = consumers[1]
+    approve(page, portal, user=f"{alex['Name']} (VowConsumer)")
 
     expect(page).to_have_url(portal.url + "/portal/redriver/")
-    expect(page.get_by_role("heading", name=f"Welcome, {SAM['Name']}")).to_be_visible()
-    expect_listings_page(page, 1)
+    expect(page.get_by_role("heading", name=f"Welcome, {alex['Name']}")).to_be_visible()
     grant = portal.platform.grant_for(last_access_token(portal))
     assert (grant.role, grant.portal) == ("vow", "redriver")
+    # The listings of the agent whose portal it is, and no one else's.
+    owner = data.portal("redriver")["OwnerId"]
+    theirs = [item for item in LISTINGS if item["StandardFields"]["ListAgentId"] == owner]
+    expect(page.locator("caption")).to_contain_text(f"({len(theirs)} found)")
+    expect(page.locator("table.listings tbody tr")).to_have_count(10)
+    first_page = [str(item["StandardFields"]["ListingId"]) for item in theirs[:10]]
+    expect(page.locator("table.listings tbody tr td:first-child")).to_have_text(first_page)
     page.get_by_role("link", name="Page 2", exact=True).click()
     expect(page).to_have_url(portal.url + "/portal/redriver/?page=2")
-    expect_listings_page(page, 2)
+    expect(page.locator("table.listings tbody tr")).to_have_count(len(theirs) - 10)
+
+    # A listing's page inside the portal, with its photos.
+    page.locator("table.listings tbody tr").first.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(re.escape(portal.url + "/portal/redriver/listings/")))
+    expect(page.locator(".hero-photo img")).to_be_visible()
+    page.get_by_role("link", name="Back to the listings").click()
+    expect(page).to_have_url(portal.url + "/portal/redriver/")
 
     # Signed in to one portal only: not to the other one, nor to the agent portal.
     page.goto(portal.url + "/portal/prairie/")
@@ -327,9 +350,161 @@ def test_a_vow_portal_signs_consumers_in_on_its_own(page: Page, portal: PortalSe
     page.goto(portal.url + "/portal/redriver/")
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(portal.url + "/portal/")
-    expect(page.get_by_role("status")).to_have_text("You have signed out of Flexmls.")
+    expect(page.get_by_role("status")).to_have_text(SIGNED_OUT)
     page.get_by_role("link", name="Redriver Home Search").click()
     expect(page.get_by_role("link", name="Sign in with Flexmls")).to_be_visible()
+
+
+def fields_of_rows(page: Page, column: int) -> list[str]:
+    return page.locator(f"table.listings tbody tr td:nth-child({column})").all_text_contents()
+
+
+def price(text: str) -> int:
+    return int(text.replace("$", "").replace(",", ""))
+
+
+def test_search_by_city_price_and_beds_then_sort(page: Page, portal: PortalServer) -> None:
+    sign_in(page, portal)
+    page.get_by_label("City").fill("west fargo")  # any case: cities are stored capitalized
+    page.get_by_label("Min price").fill("150,000")
+    page.get_by_label("Max price").fill("400000")
+    page.get_by_label("Beds").select_option(label="2+")
+    page.get_by_role("button", name="Search").click()
+
+    expected = [
+        item["StandardFields"]
+        for item in LISTINGS
+        if item["StandardFields"]["City"] == "West Fargo"
+        and 150_000 <= item["StandardFields"]["ListPrice"] <= 400_000
+        and item["StandardFields"]["BedsTotal"] >= 2
+    ]
+    assert 0 < len(expected) <= 10
+    expect(page.locator("caption")).to_contain_text(f"({len(expected)} found)")
+    expect(page.locator("table.listings tbody tr td:first-child")).to_have_text(
+        [str(f["ListingId"]) for f in expected]
+    )
+    # The form shows the search it ran.
+    expect(page.get_by_label("City")).to_have_value("West Fargo")
+    expect(page.get_by_label("Min price")).to_have_value("150000")
+
+    # The Price column sorts low to high, then high to low, keeping the search.
+    page.get_by_role("link", name="Price", exact=True).click()
+    expect(page.get_by_role("columnheader", name="Price ▲")).to_have_attribute(
+        "aria-sort", "ascending"
+    )
+    ascending = sorted(f["ListPrice"] for f in expected)
+    assert [price(t) for t in fields_of_rows(page, 4)] == ascending
+    page.get_by_role("link", name="Price ▲").click()
+    expect(page.get_by_role("columnheader", name="Price ▼")).to_be_visible()
+    assert [price(t) for t in fields_of_rows(page, 4)] == ascending[::-1]
+    assert "city=West+Fargo" in page.url
+    assert "sort=-price" in page.url
+
+    # Sorting every listing by beds, most first, across pages.
+    page.get_by_role("link", name="Clear").click()
+    page.get_by_label("Sort by").select_option(label="Most beds")
+    page.get_by_role("button", name="Search").click()
+    beds = [int(t) for t in fields_of_rows(page, 5)]
+    assert beds == sorted(beds, reverse=True)
+    assert beds[0] == max(item["StandardFields"]["BedsTotal"] for item in LISTINGS)
+    expect(page.locator("caption")).to_contain_text(f"({len(LISTINGS)} found)")
+
+
+def test_a_search_that_finds_nothing_says_so(page: Page, portal: PortalServer) -> None:
+    sign_in(page, portal)
+    page.get_by_label("City").fill("Fargo' Or ListPrice Gt '0")  # stays a value
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text("No listings match this search.")).to_be_visible()
+    expect(page.get_by_text("Page 1 of 1", exact=True)).to_be_visible()
+
+
+def test_my_listings_are_the_agents_own(page: Page, portal: PortalServer) -> None:
+    sign_in(page, portal)
+    page.get_by_role("link", name="My listings").click()
+    expect(page).to_have_url(portal.url + "/dashboard?mine=1")
+    mine = [item for item in LISTINGS if item["StandardFields"]["ListAgentId"] == JANE["Id"]]
+    expect(page.locator("caption")).to_contain_text(f"My listings ({len(mine)} found)")
+    expect(page.locator("table.listings tbody tr td:first-child")).to_have_text(
+        [str(item["StandardFields"]["ListingId"]) for item in mine[:10]]
+    )
+    page.get_by_role("link", name="Next →").click()
+    expect(page).to_have_url(portal.url + "/dashboard?page=2&mine=1")
+    expect(page.locator("table.listings tbody tr")).to_have_count(len(mine) - 10)
+
+
+def test_a_page_past_the_last_shows_the_last(page: Page, portal: PortalServer) -> None:
+    sign_in(page, portal)
+    page.goto(portal.url + "/dashboard?page=999")
+    expect(page).to_have_url(portal.url + "/dashboard?page=6")
+    expect_listings_page(page, 6)
+
+
+def test_a_listing_page_shows_its_photos(page: Page, portal: PortalServer) -> None:
+    sign_in(page, portal)
+    first = LISTINGS[0]
+    page.get_by_role("link", name=first["StandardFields"]["UnparsedFirstLineAddress"]).click()
+    expect(page).to_have_url(portal.url + f"/listings/{first['Id']}")
+    fields = first["StandardFields"]
+    expect(page.get_by_role("heading", level=1)).to_have_text(fields["UnparsedFirstLineAddress"])
+    expect(page.locator(".price")).to_have_text(f"${fields['ListPrice']:,}")
+    photos = data.photos(first["Id"], portal.simulator_url)
+    hero = page.locator(".hero-photo img")
+    expect(hero).to_have_attribute("alt", photos[0]["Caption"])
+    thumbnails = page.locator("ul.photos img")
+    expect(thumbnails).to_have_count(len(photos) - 1)
+    # Every picture was fetched from the simulator and drawn (not a broken image).
+    page.wait_for_function(
+        "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    save_screenshot(page, "listing.png")
+
+    page.goto(portal.url + "/listings/20240115000000000000000000")
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+
+
+def test_unknown_pages_get_the_portals_404_page(page: Page, portal: PortalServer) -> None:
+    response = page.goto(portal.url + "/no/such/page")
+    assert response is not None
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+    expect(page.get_by_role("link", name="Agent Portal")).to_be_visible()  # the site header
+    expect(page.get_by_role("link", name="Back to the home page")).to_be_visible()
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"scrollWidth {width[0]} > innerWidth {width[1]}"
+
+
+def test_a_phone_sized_screen_never_scrolls_sideways(
+    chromium: Browser, portal: PortalServer
+) -> None:
+    context = chromium.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+    )
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        page.goto(portal.url + "/")
+        no_horizontal_scroll(page)
+        page.get_by_role("link", name="Sign in with Flexmls").click()
+        expect(page.get_by_role("heading", name="Authorize application")).to_be_visible()
+        no_horizontal_scroll(page)  # the simulator's consent page too
+        page.get_by_role("button", name="Approve").click()
+        expect(page).to_have_url(portal.url + "/dashboard")
+        expect(page.locator("table.listings tbody tr")).to_have_count(10)
+        no_horizontal_scroll(page)
+        # Each row is a card with its own labels.
+        expect(page.locator("table.listings thead")).to_have_css("position", "absolute")
+        page.locator("nav.tabs").evaluate("tabs => tabs.scrollIntoView()")
+        save_screenshot(page, "phone.png", full_page=False)
+        page.locator("table.listings tbody tr").first.get_by_role("link").click()
+        expect(page.locator(".hero-photo img")).to_be_visible()
+        no_horizontal_scroll(page)
+        page.goto(portal.url + "/no/such/page")
+        no_horizontal_scroll(page)
+    finally:
+        context.close()
 
 
 def test_gunicorn_workers_share_one_simulator(chromium: Browser, tmp_path: Path) -> None:

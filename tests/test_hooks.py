@@ -69,7 +69,7 @@ def test_loaders_registered_after_init_app_take_effect(
     callback, _ = browser.authorize(login)
     assert browser.client.get(callback).status_code == 303
     first = browser.client.get("/first/who").json
-    assert first["user"] == f"user:{spark_platform.accounts[0]['Id']}"
+    assert first["user"] == f"user:{spark_platform.consumers('first')[0]['Id']}"
     # Another portal, chosen by the loader registered after init_app: not signed in there.
     assert browser.client.get("/second/who").json["user"] == "None"
 

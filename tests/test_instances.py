@@ -21,13 +21,16 @@ from flask_spark import (
     spark_login_required,
     token_obtained,
 )
-from flask_spark.testing import ACCOUNTS, SparkPlatform
+from flask_spark.testing import ACCOUNTS, SparkPlatform, consumers
 
 from .conftest import AppFactory, Browser
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
-JANE, SAM, OFFICE = (account["Id"] for account in ACCOUNTS)
+JANE = ACCOUNTS[0]["Id"]
+# VOW portals are signed in to by their own consumers.
+ALPHA = consumers("alpha")[0]["Id"]
+BETA = consumers("beta")[1]["Id"]
 ORIGIN = {"Origin": "http://localhost"}
 
 
@@ -100,21 +103,21 @@ def test_one_browser_signed_in_to_the_agent_portal_and_two_vow_portals(
     assert urlsplit(browser.start_login("/portal/Alpha/login")).path == "/auth/vow/alpha"
 
     sign_in(browser, "/login", JANE)
-    sign_in(browser, "/portal/alpha/login", SAM)
-    sign_in(browser, "/portal/beta/login", OFFICE)
+    sign_in(browser, "/portal/alpha/login", ALPHA)
+    sign_in(browser, "/portal/beta/login", BETA)
 
     assert who(browser, "/me") == {"id": JANE, "scope": "idx"}
-    assert who(browser, "/portal/alpha/me") == {"id": SAM, "scope": "vow/alpha"}
-    assert who(browser, "/portal/beta/me") == {"id": OFFICE, "scope": "vow/beta"}
+    assert who(browser, "/portal/alpha/me") == {"id": ALPHA, "scope": "vow/alpha"}
+    assert who(browser, "/portal/beta/me") == {"id": BETA, "scope": "vow/beta"}
     # Each view calls the API with its own portal's tokens: the platform answers as the
     # account those tokens belong to.
     assert who(browser, "/api-me") == JANE
-    assert who(browser, "/portal/alpha/api-me") == SAM
-    assert who(browser, "/portal/beta/api-me") == OFFICE
+    assert who(browser, "/portal/alpha/api-me") == ALPHA
+    assert who(browser, "/portal/beta/api-me") == BETA
     tokens = [r.headers["Authorization"] for r in spark_platform.requests_for("data")[-3:]]
     assert len(set(tokens)) == 3
     # An instance named explicitly, from a view the other one serves.
-    assert who(browser, "/portal/alpha/both") == {"agent": JANE, "consumer": SAM}
+    assert who(browser, "/portal/alpha/both") == {"agent": JANE, "consumer": ALPHA}
     # The code exchanges went to each flow's own endpoint.
     exchanges = [r.path for r in spark_platform.requests_for("grant")]
     assert exchanges == ["/openid/token", "/v1/oauth2/grant", "/v1/oauth2/grant"]
@@ -125,23 +128,23 @@ def test_signing_out_of_one_instance_leaves_the_other(
 ) -> None:
     browser: Browser = browser_for(two_instance_app)
     sign_in(browser, "/login", JANE)
-    sign_in(browser, "/portal/alpha/login", SAM)
-    sign_in(browser, "/portal/beta/login", SAM)
+    sign_in(browser, "/portal/alpha/login", ALPHA)
+    sign_in(browser, "/portal/beta/login", BETA)
     out: list[dict[str, Any]] = []
 
     with logged_out.connected_to(lambda sender, **kw: out.append(kw), two_instance_app):
         response = browser.client.post("/portal/alpha/logout", headers=ORIGIN)
         assert response.status_code == 303
         assert who(browser, "/portal/alpha/me")["id"] is None
-        assert who(browser, "/portal/beta/me")["id"] == SAM
+        assert who(browser, "/portal/beta/me")["id"] == BETA
         assert who(browser, "/me")["id"] == JANE
         assert who(browser, "/api-me") == JANE
 
         assert browser.client.post("/logout", headers=ORIGIN).status_code == 303
         assert who(browser, "/me")["id"] is None
-        assert who(browser, "/portal/beta/api-me") == SAM
+        assert who(browser, "/portal/beta/api-me") == BETA
     assert out == [
-        {"instance": "vow", "scope": "vow/alpha", "portal": "alpha", "account_id": SAM},
+        {"instance": "vow", "scope": "vow/alpha", "portal": "alpha", "account_id": ALPHA},
         {"instance": "spark", "scope": "idx", "portal": None, "account_id": JANE},
     ]
     # The consumer's grant was revoked on the OAuth 2 key, the agent's through the OpenID
@@ -166,10 +169,10 @@ def test_signals_name_the_instance(
     browser: Browser = browser_for(two_instance_app)
     obtained: list[dict[str, Any]] = []
     with token_obtained.connected_to(lambda sender, **kw: obtained.append(kw), two_instance_app):
-        sign_in(browser, "/portal/beta/login", SAM)
+        sign_in(browser, "/portal/beta/login", BETA)
         sign_in(browser, "/login", JANE)
     assert [(kw["instance"], kw["scope"], kw["account_id"]) for kw in obtained] == [
-        ("vow", "vow/beta", SAM),
+        ("vow", "vow/beta", BETA),
         ("spark", "idx", JANE),
     ]
 
@@ -179,19 +182,19 @@ def test_the_grants_command_lists_and_revokes_by_instance(
 ) -> None:
     browser: Browser = browser_for(two_instance_app)
     sign_in(browser, "/login", JANE)
-    sign_in(browser, "/portal/alpha/login", JANE)
+    sign_in(browser, "/portal/alpha/login", ALPHA)
     runner = two_instance_app.test_cli_runner()
 
     listed: Result = runner.invoke(args=["spark", "grants", "list"])
     assert listed.exit_code == 0, listed.output
     rows = [line.split()[:3] for line in listed.output.splitlines()[1:]]
-    assert sorted(rows) == [["spark", JANE, "idx"], ["vow", JANE, "vow/alpha"]]
+    assert sorted(rows) == [["spark", JANE, "idx"], ["vow", ALPHA, "vow/alpha"]]
 
     only_vow = runner.invoke(args=["spark", "grants", "list", "--instance", "vow"])
     assert [line.split()[:3] for line in only_vow.output.splitlines()[1:]] == [
-        ["vow", JANE, "vow/alpha"]
+        ["vow", ALPHA, "vow/alpha"]
     ]
-    revoked = runner.invoke(args=["spark", "grants", "revoke", JANE, "--instance", "vow"])
+    revoked = runner.invoke(args=["spark", "grants", "revoke", ALPHA, "--instance", "vow"])
     assert revoked.exit_code == 0, revoked.output
     assert who(browser, "/portal/alpha/me")["id"] is None
     assert who(browser, "/me")["id"] == JANE
@@ -203,13 +206,13 @@ def test_the_grants_command_lists_and_revokes_by_instance(
 def test_client_for_and_grants_are_per_instance(two_instance_app: Flask, browser_for: Any) -> None:
     browser: Browser = browser_for(two_instance_app)
     sign_in(browser, "/login", JANE)
-    sign_in(browser, "/portal/alpha/login", SAM)
+    sign_in(browser, "/portal/alpha/login", ALPHA)
     agent = two_instance_app.extensions["spark"].extension
     vow = two_instance_app.extensions["spark.instances"]["vow"].extension
     with two_instance_app.app_context():
         assert [g.account_id for g in agent.grants.list()] == [JANE]
-        assert [(g.account_id, g.scope) for g in vow.grants.list()] == [(SAM, "vow/alpha")]
-        assert vow.client_for(SAM, "vow/alpha").get("/my/account")[0]["Id"] == SAM
+        assert [(g.account_id, g.scope) for g in vow.grants.list()] == [(ALPHA, "vow/alpha")]
+        assert vow.client_for(ALPHA, "vow/alpha").get("/my/account")[0]["Id"] == ALPHA
         assert agent.client_for(JANE).get("/my/account")[0]["Id"] == JANE
 
 

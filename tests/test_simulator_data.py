@@ -281,6 +281,38 @@ def test_my_listings_are_the_users_own(
     assert all(item["StandardFields"]["ListAgentId"] == me for item in d["Results"])
 
 
+def test_vow_portals_are_signed_in_to_by_their_own_consumers(
+    wire: Wire, spark_platform: SparkPlatform
+) -> None:
+    code = wire.callback(wire.authorize("/auth/vow/myportal"))["code"][0]
+    access = wire.exchange(code).json()["access_token"]
+    chris, alex = spark_platform.consumers("MyPortal")  # portal names in any case
+    [me] = results(wire.api("GET", "/v1/my/account", access))
+    assert me == chris == spark_platform.user_for(access)
+    assert me["UserType"] == "VowConsumer"
+    assert me["Name"] == "Chris Buyer"
+    # Consumers of another portal are other accounts, and none is an agent.
+    others = {c["Id"] for c in spark_platform.consumers("otherportal")}
+    agents = {a["Id"] for a in ACCOUNTS}
+    assert len({chris["Id"], alex["Id"]} | others | agents) == 7
+    [contact] = results(wire.api("GET", "/v1/my/contact", access))
+    assert contact["DisplayName"] == "Chris Buyer"
+    assert contact["PrimaryEmail"] == chris["Emails"][0]["Address"]
+    [portal] = results(wire.api("GET", "/v1/portal", access))
+    assert portal["Name"] == "myportal"
+    assert portal["OwnerId"] in agents
+    assert results(wire.api("GET", "/v1/my/listings", access)) == []
+    # An agent's token has no portal nor contact record of its own.
+    agent = wire.tokens()["access_token"]
+    spark_error(wire.api("GET", "/v1/portal", agent), 403, 1015)
+    spark_error(wire.api("GET", "/v1/my/contact", agent), 403, 1015)
+    # issue_tokens takes a portal's consumer, and only one.
+    pair = spark_platform.issue_tokens(alex["Id"], role="vow", portal="myportal")
+    assert spark_platform.user_for(pair["access_token"])["Id"] == alex["Id"]
+    with pytest.raises(KeyError):
+        spark_platform.issue_tokens(ACCOUNTS[0]["Id"], role="vow", portal="myportal")
+
+
 def test_one_listing_and_a_missing_one(wire: Wire, token: str) -> None:
     wanted = LISTINGS[3]["Id"]
     [found] = results(wire.api("GET", f"/v1/listings/{wanted}", token))

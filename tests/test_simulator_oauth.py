@@ -196,7 +196,9 @@ def test_consent_page_is_a_real_form(wire: Wire, spark_platform: SparkPlatform) 
         "redirect_uri": CALLBACK,
         "state": "s-123",
     }
-    assert form.options == [a["Id"] for a in ACCOUNTS]
+    # A VOW portal is signed in to by that portal's consumers, an IDX key by agents.
+    assert form.options == [a["Id"] for a in spark_platform.consumers("myportal")]
+    assert consent(wire, "/oauth2").options == [a["Id"] for a in ACCOUNTS]
     assert ("submit", "decision", "approve") in form.buttons
     assert ("submit", "decision", "deny") in form.buttons
     page = wire.authorize("/auth/vow/myportal").data

@@ -3,7 +3,7 @@
 from flask import Flask, render_template_string, request
 from flask_session import Session
 
-from flask_spark import Spark, spark_api, spark_login_required
+from flask_spark import Spark, spark_account, spark_api, spark_login_required
 
 spark = Spark(url_prefix="/<portal>")  # /<portal>/login, /<portal>/callback, /<portal>/logout
 
@@ -32,6 +32,7 @@ def create_app(**config):
     @app.get("/<portal>/saved-searches")
     @spark_login_required  # sends the user to /<portal>/login?next=...
     def saved_searches(portal):
-        return {"portal": portal, "agent": spark_api.get("/my/account")[0]["Name"]}
+        # The consumer signed in to this portal, read from their grant: no API call.
+        return {"portal": portal, "consumer": spark_account.name}
 
     return app

@@ -10,7 +10,7 @@ API (expire tokens, inject faults, read counters and recorded requests).
 
 from __future__ import annotations
 
-from .data import ACCOUNTS, LISTINGS
+from .data import ACCOUNTS, LISTINGS, consumers
 from .faults import Fault
 from .oauth import GrantInfo
 from .platform import SparkPlatform
@@ -27,4 +27,5 @@ __all__ = [
     "SimulatorServer",
     "SparkPlatform",
     "Stats",
+    "consumers",
 ]

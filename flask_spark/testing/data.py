@@ -7,6 +7,7 @@ import datetime
 import functools
 import html
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,10 +18,12 @@ __all__ = [
     "LISTINGS",
     "DataError",
     "account",
+    "consumers",
     "filter_listings",
     "my_listings",
     "order_by",
     "page",
+    "portal",
     "seed_contacts",
     "system",
 ]
@@ -116,6 +119,67 @@ ACCOUNTS: tuple[dict[str, Any], ...] = (
 
 _ACCOUNTS_BY_ID = {item["Id"]: item for item in ACCOUNTS}
 
+#: The agents a VOW portal can belong to (see :func:`portal`).
+_PORTAL_OWNERS = tuple(item for item in ACCOUNTS if item["UserType"] == "Member")
+#: The consumers of each portal made so far, by ``Id`` (see :func:`consumers`).
+_CONSUMERS_BY_ID: dict[str, dict[str, Any]] = {}
+#: The ``UserType`` of a VOW portal's consumer (the simulator's own name for it).
+CONSUMER_TYPE = "VowConsumer"
+
+
+def portal(name: str) -> dict[str, Any]:
+    """The ``/v1/portal`` record of the VOW portal ``name`` (lowercased): which agent's it
+    is. Any name is a portal; the owner is one of the two agents, chosen from the name."""
+    name = name.lower()
+    owner = _PORTAL_OWNERS[sum(name.encode()) % len(_PORTAL_OWNERS)]
+    portal_id = f"2016{zlib.crc32(name.encode()):010d}{0:012d}"
+    return {
+        "Id": portal_id,
+        "ResourceUri": f"/v1/portal/{portal_id}",
+        "Name": name,
+        "DisplayName": f"{name.title()} Home Search",
+        "Enabled": True,
+        "OwnerId": owner["Id"],
+        "OwnerName": owner["Name"],
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _portal_consumers(name: str) -> tuple[dict[str, Any], ...]:
+    digits = f"{zlib.crc32(name.encode()):010d}"
+    people = (("Chris", "Buyer", "701-555-0161"), ("Alex", "Renter", "701-555-0188"))
+    made = []
+    for n, (first, last, phone) in enumerate(people, start=1):
+        record = _account(f"2015{digits}{n:012d}", CONSUMER_TYPE, first, last, phone, "")
+        record["Emails"][0]["Address"] = f"{first}.{last}.{name}@mail.example".lower()
+        record["Websites"] = []
+        record["Images"] = []
+        del record["Office"], record["OfficeId"]
+        _CONSUMERS_BY_ID[record["Id"]] = record
+        made.append(record)
+    return tuple(made)
+
+
+def consumers(name: str) -> tuple[dict[str, Any], ...]:
+    """Copies of the consumers who can sign in to the VOW portal ``name`` (lowercased):
+    two per portal, each with an account ``Id`` of its own; the first is the default."""
+    return copy.deepcopy(_portal_consumers(name.lower()))
+
+
+def my_contact(account_id: str, portal_name: str) -> dict[str, Any]:
+    """A VOW consumer's ``/v1/my/contact``: the contact record the portal's agent has of them."""
+    user = account(account_id)
+    return {
+        "Id": user["Id"],
+        "ResourceUri": f"/v1/contacts/{user['Id']}",
+        "DisplayName": user["Name"],
+        "GivenName": user["FirstName"],
+        "FamilyName": user["LastName"],
+        "PrimaryEmail": user["Emails"][0]["Address"],
+        "Tags": ["Portal", portal_name],
+    }
+
+
 _CITIES = (
     ("Fargo", "ND", "58102"),
     ("West Fargo", "ND", "58078"),
@@ -183,8 +247,10 @@ class DataError(Exception):
 
 
 def account(account_id: str) -> dict[str, Any]:
-    """A copy of a built-in account; ``KeyError`` if there is none with that ``Id``."""
-    return copy.deepcopy(_ACCOUNTS_BY_ID[account_id])
+    """A copy of a built-in account or of a portal's consumer (see :func:`consumers`);
+    ``KeyError`` if there is none with that ``Id``."""
+    found = _ACCOUNTS_BY_ID.get(account_id) or _CONSUMERS_BY_ID[account_id]
+    return copy.deepcopy(found)
 
 
 def listing(listing_id: str) -> dict[str, Any] | None:
@@ -211,6 +277,12 @@ def photos(listing_id: str, base_url: str) -> list[dict[str, Any]]:
     """A listing's photos (``_expand=Photos``): three to seven, the first primary, each
     with a URL per size that the simulator serves (``/photos/<listing>/<n>/<size>``)."""
     count = 3 + int(listing_id[-8:-6] or "0") % 5
+    found_listing = _LISTINGS_BY_ID.get(listing_id)
+    address = (
+        found_listing["StandardFields"]["UnparsedFirstLineAddress"]
+        if found_listing
+        else f"listing {listing_id[:14]}"
+    )
     rooms = ("Front", "Kitchen", "Living room", "Bedroom", "Bath", "Yard", "Garage")
     found = []
     for n in range(1, count + 1):
@@ -220,7 +292,7 @@ def photos(listing_id: str, base_url: str) -> list[dict[str, Any]]:
                 "Id": photo_id,
                 "ResourceUri": f"/v1/listings/{listing_id}/photos/{photo_id}",
                 "Name": rooms[(n - 1) % len(rooms)],
-                "Caption": f"{rooms[(n - 1) % len(rooms)]} of listing {listing_id[-6:]}",
+                "Caption": f"{rooms[(n - 1) % len(rooms)]} of {address}",
                 "Primary": n == 1,
                 **{
                     name: f"{base_url}/photos/{listing_id}/{n}/{name.removeprefix('Uri').lower()}"
@@ -260,8 +332,11 @@ def expand(items: Sequence[dict[str, Any]], expansions: str, base_url: str) -> N
 
 
 def my_listings(account_id: str) -> list[dict[str, Any]]:
-    """The listings of an agent, or every listing of the office for an office account."""
-    user = _ACCOUNTS_BY_ID[account_id]
+    """The listings of an agent, every listing of the office for an office account, and
+    none for a VOW consumer."""
+    user = _ACCOUNTS_BY_ID.get(account_id)
+    if user is None:
+        return []
     if user["UserType"] == "Office":
         return [item for item in LISTINGS if item["StandardFields"]["ListOfficeId"] == user["Id"]]
     return [item for item in LISTINGS if item["StandardFields"]["ListAgentId"] == user["Id"]]

@@ -269,6 +269,7 @@ def html_response(
     body = "".join(f"<p>{html.escape(p)}</p>\n" for p in paragraphs)
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title></head>\n"
         f"<body>\n<h1>{html.escape(title)}</h1>\n{body}</body>\n</html>\n"
     )

@@ -10,9 +10,15 @@ from werkzeug.wrappers import Response
 
 __all__ = ["consent_page", "error_page"]
 
+#: Readable from a 320 px phone up: one column, controls as wide as the page on a phone,
+#: long URIs wrapped rather than scrolled.
 _STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}"
-    "button{margin-right:.5rem;padding:.4rem 1.2rem}select{margin:.5rem 0 1rem}"
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;"
+    "line-height:1.5}code,strong{overflow-wrap:anywhere}"
+    "button{margin:0 .5rem .5rem 0;padding:.5rem 1.2rem;font:inherit}"
+    "select{margin:.5rem 0 1rem;padding:.4rem;font:inherit;max-width:100%}"
+    "dt{font-weight:600}dd{margin:0 0 .75rem}"
+    "@media (max-width:30rem){body{margin:1.5rem auto}button,select{width:100%}}"
 )
 
 _HEADERS = {
@@ -25,6 +31,7 @@ _HEADERS = {
 def _page(status: int, title: str, body: str) -> Response:
     text = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"
         f"<body>\n{body}</body>\n</html>\n"
     )

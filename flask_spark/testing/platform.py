@@ -398,6 +398,12 @@ class SparkPlatform:
         """Copies of the built-in accounts a user can sign in as; the first is the default."""
         return copy.deepcopy(data.ACCOUNTS)
 
+    def consumers(self, portal: str) -> tuple[dict[str, Any], ...]:
+        """Copies of the consumers who can sign in to the VOW portal ``portal``
+        (``/auth/vow/<portal>``) instead of :attr:`accounts`; the first is the default.
+        Each has an account ``Id`` of its own and ``UserType`` ``"VowConsumer"``."""
+        return data.consumers(portal)
+
     def expire_all(self) -> None:
         """Expire every access token issued so far: data calls with one get code 1020."""
         with self._lock:
@@ -440,12 +446,15 @@ class SparkPlatform:
     ) -> dict[str, Any]:
         """Issue a grant directly, as for a "single session" key that comes with tokens.
 
-        :param user: the ``Id`` of one of :attr:`accounts`; the first by default.
+        :param user: the ``Id`` of one of :attr:`accounts` (of :meth:`consumers` with
+            ``portal``); the first by default.
         :param client_id: the client it belongs to; the default client by default.
         :returns: ``{"access_token", "refresh_token", "expires_in"}``.
         """
-        user_id = user or data.ACCOUNTS[0]["Id"]
-        data.account(user_id)  # KeyError if unknown
+        choices = data.consumers(portal) if portal is not None else data.ACCOUNTS
+        user_id = user or choices[0]["Id"]
+        if user_id not in {item["Id"] for item in choices}:
+            raise KeyError(f"no such user {user_id[:40]!r}")
         with self._lock:
             owner = client_id or self.client_id
             if owner not in self._store.clients:

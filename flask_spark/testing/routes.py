@@ -64,6 +64,8 @@ _URL_MAP = Map(
         Rule("/openid/revoke", endpoint="openid_revoke", methods=["POST"]),
         Rule("/v1/oauth2/token/<token>", endpoint="revoke", methods=["DELETE"]),
         Rule("/v1/my/account", endpoint="my_account", methods=["GET"]),
+        Rule("/v1/my/contact", endpoint="my_contact", methods=["GET"]),
+        Rule("/v1/portal", endpoint="portal", methods=["GET"]),
         Rule("/v1/system", endpoint="system", methods=["GET"]),
         Rule("/v1/listings", endpoint="listings", methods=["GET"]),
         Rule("/replication/v1/listings", endpoint="replicated_listings", methods=["GET"]),
@@ -417,7 +419,8 @@ class Router:
                     "state": state,
                 },
             )
-        accounts = data.ACCOUNTS
+        # A VOW portal is signed in to by its consumers; the other endpoints by agents.
+        accounts = data.consumers(portal) if portal is not None else data.ACCOUNTS
         if decision == "approve" or (request.method == "GET" and platform.auto_approve):
             user_id = request.form.get("user") or accounts[0]["Id"]
             if user_id not in {a["Id"] for a in accounts}:
@@ -539,6 +542,16 @@ class Router:
 
     def _my_account(self, request: Request, grant: Grant) -> Response:
         return _envelope([data.account(grant.user_id)])
+
+    def _my_contact(self, request: Request, grant: Grant) -> Response:
+        if grant.portal is None:
+            return envelope_error(403, 1015, "Only a VOW portal's consumer has a contact record")
+        return _envelope([data.my_contact(grant.user_id, grant.portal)])
+
+    def _portal(self, request: Request, grant: Grant) -> Response:
+        if grant.portal is None:
+            return envelope_error(403, 1015, "Only a VOW portal's consumer has a portal")
+        return _envelope([data.portal(grant.portal)])
 
     def _system(self, request: Request, grant: Grant) -> Response:
         return _envelope([data.system(self.platform._url)])
