@@ -1,15 +1,24 @@
-"""``flask spark``: the commands an operator runs against an app's grants."""
+"""``flask spark``: the commands a developer or an operator runs against an app: its
+grants, a check of its settings against the platform, and a local simulator for it."""
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from werkzeug.routing import BuildError
 
 from .admin import GrantAdmin
+from .checks import check_instance
+
+if TYPE_CHECKING:
+    from .extension import SparkState
+    from .testing.server import SimulatorServer
 
 
 @click.group("spark")
@@ -30,18 +39,51 @@ _INSTANCE_OPTION = click.option(
 )
 
 
-def _admins(instance: str | None) -> list[GrantAdmin]:
-    """The grant admins of every instance on the app, or of ``instance``."""
+def _states(instance: str | None) -> list[SparkState]:
+    """The state of every Spark instance on the app, or of ``instance``."""
     states: dict[str, Any] = current_app.extensions.get("spark.instances") or {}
     if not states:
         raise click.ClickException("Flask-Spark is not set up on this app")
     if instance is None:
-        return [GrantAdmin(state) for state in states.values()]
+        return list(states.values())
     if instance not in states:
         raise click.ClickException(
             f"No Spark instance named {instance!r} (there are: {', '.join(sorted(states))})"
         )
-    return [GrantAdmin(states[instance])]
+    return [states[instance]]
+
+
+def _admins(instance: str | None) -> list[GrantAdmin]:
+    """The grant admins of every instance on the app, or of ``instance``."""
+    return [GrantAdmin(state) for state in _states(instance)]
+
+
+_APP_URL_OPTION = click.option(
+    "--app-url",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    metavar="URL",
+    help="Where the app is served: its callback URLs are made from it "
+    "(unless SPARK_REDIRECT_URI names one).",
+)
+
+
+def _callback_urls(state: SparkState, app_url: str) -> list[str]:
+    """The redirect URIs sign-ins of ``state`` send when the app is served at ``app_url``:
+    ``SPARK_REDIRECT_URI``, else the blueprint's ``/callback`` there (and on ``localhost``
+    too for ``127.0.0.1``). None when the callback's URL needs a portal."""
+    if state.config.redirect_uri:
+        return [state.config.redirect_uri]
+    with current_app.test_request_context(base_url=app_url):
+        try:
+            url = current_app.url_for(f"{state.name}.callback", _external=True)
+        except BuildError:  # url_prefix="/<portal>": one callback per portal
+            return []
+    parts = urlsplit(url)
+    if parts.hostname == "127.0.0.1":
+        twin = parts._replace(netloc=parts.netloc.replace("127.0.0.1", "localhost", 1))
+        return [url, urlunsplit(twin)]
+    return [url]
 
 
 def _when(at: float) -> str:
@@ -85,3 +127,102 @@ def revoke_grants(account_id: str, scope: str | None, instance: str | None) -> N
             f"No grant of account {account_id}" + (f" in {scope}" if scope else "")
         )
     click.echo(f"Revoked {count} grant{'s' if count != 1 else ''} of account {account_id}.")
+
+
+@spark_command.command("check")
+@_APP_URL_OPTION
+@click.option(
+    "--portal", default=None, help="The VOW portal to try (VOW keys sign in per portal)."
+)
+@_INSTANCE_OPTION
+@with_appcontext
+def check(app_url: str, portal: str | None, instance: str | None) -> None:
+    """Check the settings against the platform: the authorization endpoint (and whether it
+    takes this app's redirect URI), the key at the token endpoint, and the API."""
+    failed = 0
+    for state in _states(instance):
+        urls = _callback_urls(state, app_url)
+        if not urls and portal:
+            with current_app.test_request_context(base_url=app_url):
+                urls = [
+                    current_app.url_for(f"{state.name}.callback", portal=portal, _external=True)
+                ]
+        if not urls:
+            raise click.ClickException(
+                f"The {state.name!r} instance's callback URL needs a portal: pass --portal"
+            )
+        click.echo(f"{state.name} (key {state.config.client_id}):")
+        for finding in check_instance(state, urls[0], portal):
+            failed += not finding.ok
+            mark = "ok  " if finding.ok else "FAIL"
+            click.echo(f"  {mark} {finding.what}: {finding.detail}")
+    if failed:
+        click.echo(f"{failed} check{'s' if failed != 1 else ''} failed.", err=True)
+        sys.exit(1)
+    click.echo("Everything answered as it should.")
+
+
+@spark_command.command("simulate")
+@click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
+@click.option("--port", default=5001, show_default=True, help="The port (0 for any free one).")
+@click.option("--tls", is_flag=True, help="Serve HTTPS with a throwaway CA (needs trustme).")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    metavar="URI",
+    help="A redirect URI to accept (repeatable; default: the app's callback URLs).",
+)
+@_APP_URL_OPTION
+@click.option("--auto-approve", is_flag=True, help="Skip the consent page.")
+@with_appcontext
+def simulate(
+    host: str,
+    port: int,
+    tls: bool,
+    redirect_uris: tuple[str, ...],
+    app_url: str,
+    auto_approve: bool,
+) -> None:
+    """Run the Spark platform simulator for this app's keys, in the foreground.
+
+    It accepts each instance's SPARK_CLIENT_ID and SPARK_CLIENT_SECRET (any values) and the
+    app's callback URLs, and prints the settings that point the app at it.
+    """
+    from .testing.platform import SparkPlatform
+    from .testing.server import is_loopback, serve
+
+    if not is_loopback(host):
+        raise click.BadParameter(f"must be a loopback address, not {host!r}", param_hint="--host")
+    clients: dict[str, tuple[str, list[str]]] = {}
+    for state in _states(None):
+        uris = list(redirect_uris) or _callback_urls(state, app_url)
+        secret, known = clients.setdefault(
+            state.config.client_id, (state.config.client_secret, [])
+        )
+        known.extend(uri for uri in uris if uri not in known)
+    if not any(uris for _, uris in clients.values()):
+        raise click.ClickException(
+            "No callback URL to accept (the callback needs a portal): pass --redirect-uri"
+        )
+    (client_id, (secret, uris)), *others = clients.items()
+    platform = SparkPlatform(client_id, secret, uris, auto_approve=auto_approve)
+    for other_id, (other_secret, other_uris) in others:
+        if other_uris:
+            platform.register_client(other_id, other_secret, other_uris)
+
+    def describe(server: SimulatorServer) -> str:
+        settings = [f"SPARK_PLATFORM_URL={server.url}", f"SPARK_API_URL={server.url}"]
+        settings.append(
+            f"SPARK_CA_CERTS={server.ca_file}" if tls else "SPARK_ALLOW_HTTP_LOOPBACK=1"
+        )
+        accepted = "\n".join(f"  {uri}" for _, known in clients.values() for uri in known)
+        return (
+            f"Spark platform simulator listening on {server.url} (Ctrl-C to stop).\n"
+            f"It accepts the app's keys and these redirect URIs:\n{accepted}\n"
+            "Point the app at it with these settings:\n  " + " ".join(settings)
+        )
+
+    status = serve(platform, describe, tls=tls, host=host, port=port)
+    if status:
+        sys.exit(status)

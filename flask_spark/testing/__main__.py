@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from .platform import SparkPlatform
-from .server import SimulatorServer, is_loopback
+from .server import SimulatorServer, is_loopback, serve
 
 DEFAULT_REDIRECT_URIS = ("http://127.0.0.1:5000/callback", "http://localhost:5000/callback")
 
@@ -68,34 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         auto_approve=args.auto_approve,
         token_lifetime=args.token_lifetime,
     )
-    server = SimulatorServer(platform, tls=args.tls, host=args.host, port=args.port)
-    try:
-        server.start()
-    except OSError as exc:  # the port cannot be bound
-        print(f"error: {exc}: choose another with --port (0 picks a free one)", file=sys.stderr)
-        return 1
-    stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
+    def describe(server: SimulatorServer) -> str:
         ca = f"; CA certificate: {server.ca_file}" if server.ca_file else ""
-        print(
+        return (
             f"Spark platform simulator listening on {server.url}{ca}; "
             f"client_id={args.client_id} client_secret={args.client_secret} "
-            f"redirect_uris={' '.join(uris)} (Ctrl-C to stop)",
-            flush=True,
+            f"redirect_uris={' '.join(uris)} (Ctrl-C to stop)"
         )
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.stop()
-    return 0
+
+    return serve(platform, describe, tls=args.tls, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

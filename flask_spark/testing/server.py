@@ -8,11 +8,14 @@ import ipaddress
 import logging
 import os
 import shutil
+import signal
 import socket
 import ssl
+import sys
 import tempfile
 import threading
-from types import TracebackType
+from collections.abc import Callable
+from types import FrameType, TracebackType
 from typing import IO, Any, cast
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -21,7 +24,7 @@ from werkzeug.wsgi import LimitedStream
 from .faults import STREAM_KEY
 from .platform import SparkPlatform
 
-__all__ = ["SimulatorServer", "is_loopback"]
+__all__ = ["SimulatorServer", "is_loopback", "serve"]
 
 logger = logging.getLogger("flask_spark.testing")
 
@@ -363,3 +366,38 @@ class SimulatorServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def serve(
+    platform: SparkPlatform,
+    describe: Callable[[SimulatorServer], str],
+    *,
+    tls: bool,
+    host: str,
+    port: int,
+    option: str = "--port",
+) -> int:
+    """Serve ``platform`` until Ctrl-C or SIGTERM, printing ``describe(server)`` once it
+    listens; returns the exit status (1 when the port cannot be bound, naming ``option``)."""
+    server = SimulatorServer(platform, tls=tls, host=host, port=port)
+    try:
+        server.start()
+    except OSError as exc:  # the port cannot be bound
+        print(f"error: {exc}: choose another with {option} (0 picks a free one)", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(describe(server), flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+    return 0
