@@ -25,7 +25,7 @@ import threading
 import time
 
 from .errors import RateLimited, StoreUnavailable
-from .stores.base import GrantStore, rate_bucket
+from .stores.base import MAX_BATCH, GrantStore, rate_bucket
 
 log = logging.getLogger("flask_spark")
 
@@ -35,8 +35,6 @@ PUBLISHED_LIMITS = {"idx": 1500, "vow": 4000, "private": 4000}
 PUBLISHED_WINDOW = 300.0
 #: Seconds between two warnings of one kind.
 WARN_INTERVAL = 60.0
-#: The most calls one round trip to the store counts in advance.
-MAX_BATCH = 64
 _UNCOUNTED = (
     "Rate budget: the grant store does not answer; calls go to the platform uncounted "
     "until it does"

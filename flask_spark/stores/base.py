@@ -239,12 +239,17 @@ class GrantStore(Protocol):
         ``limit`` in the ``window`` seconds up to ``now`` (a call counted at ``t`` leaves
         the window at ``t + window``). Returns ``(counted, 0.0)`` when it counted at
         least one, else ``(0, seconds)``: the seconds until enough counted calls leave
-        the window for one more (always more than 0)."""
+        the window for one more (always more than 0). ``count`` is at most
+        :data:`MAX_BATCH`."""
         ...
 
     def close(self) -> None:
         """Release connections the store opened itself."""
         ...
+
+
+#: The most calls one :meth:`GrantStore.spend` counts (the rate budget's largest batch).
+MAX_BATCH = 64
 
 
 def binding_digest(binding_id: str) -> str:
@@ -268,6 +273,7 @@ def marker_digest(name: str) -> str:
 
 
 __all__ = [
+    "MAX_BATCH",
     "TOUCH_INTERVAL",
     "Binding",
     "ChangeWatch",

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .base import (
+    MAX_BATCH,
     TOUCH_INTERVAL,
     Binding,
     Grant,
@@ -274,26 +275,42 @@ class SQLGrantStore:
             )
             .values(used_at=sa.bindparam("rate_now"))
         )
-        # New slots numbered rate_first up to rate_end (excluded), in one statement.
-        numbers = sa.select(sa.bindparam("rate_first", type_=sa.Integer).label("n")).cte(
-            "numbers", recursive=True
+        # The next slots, in one statement: numbered on from the highest one made (slots
+        # are numbered from 0 as they are made, so that is how many there are, read off
+        # the primary key's index), rate_count of them but never past rate_limit. It makes
+        # none once all are made; two callers making the same number collide on the key.
+        # Plain SQL that every dialect takes (no recursive CTE).
+        first = (
+            sa.select((sa.func.coalesce(sa.func.max(r.slot), -1) + 1).label("n"))
+            .where(r.bucket == sa.bindparam("rate_bucket"), r.slot < sa.bindparam("rate_limit"))
+            .subquery("first_free")
         )
-        numbers = numbers.union_all(
-            sa.select((numbers.c.n + 1).label("n")).where(
-                numbers.c.n + 1 < sa.bindparam("rate_end", type_=sa.Integer)
+        offsets = sa.union_all(
+            *(
+                sa.select(sa.literal_column(str(k), sa.Integer).label("k"))
+                for k in range(MAX_BATCH)
             )
-        )
-        self._make_slots = sa.insert(self._rate).from_select(
-            ["bucket", "slot", "used_at"],
-            sa.select(
-                sa.bindparam("rate_bucket", type_=sa.String),
-                numbers.c.n,
-                sa.bindparam("rate_now", type_=sa.Double),
-            ),
-        )
-        self._highest = sa.select(sa.func.max(r.slot)).where(
-            r.bucket == sa.bindparam("rate_bucket"), r.slot < sa.bindparam("rate_limit")
-        )
+        ).subquery("offsets")
+        self._make_slots = (
+            sa.insert(self._rate)
+            .from_select(
+                ["bucket", "slot", "used_at"],
+                sa.select(
+                    sa.bindparam("rate_bucket", type_=sa.String),
+                    first.c.n + offsets.c.k,
+                    sa.bindparam("rate_now", type_=sa.Double),
+                )
+                # The numbers from the first free one on, never past the limit.
+                .select_from(
+                    first.join(
+                        offsets,
+                        first.c.n + offsets.c.k < sa.bindparam("rate_limit", type_=sa.Integer),
+                    )
+                )
+                .where(offsets.c.k < sa.bindparam("rate_count", type_=sa.Integer)),
+            )
+            .execution_options(preserve_rowcount=True)
+        )  # how many it made, on every driver
         self._oldest = (
             sa.select(r.slot, r.used_at)
             .where(r.bucket == sa.bindparam("rate_bucket"), in_limit)
@@ -701,31 +718,24 @@ class SQLGrantStore:
                 return taken, 0.0
         for _ in range(_SPEND_ATTEMPTS):
             with self._connect(rate=True) as conn:
-                # Slots are numbered from 0 as they are made: the next one's number is
-                # how many there are (read off the primary key's index).
-                highest = conn.execute(
-                    self._highest, {"rate_bucket": bucket, "rate_limit": limit}
-                ).scalar_one()
-                made = 0 if highest is None else int(highest) + 1
-                if made < limit:
-                    # Room: make the next slots (as the calls of a window need them, never
-                    # more than the limit).
-                    new = min(count, limit - made)
-                    try:
-                        conn.execute(
-                            self._make_slots,
-                            {
-                                "rate_first": made,
-                                "rate_end": made + new,
-                                "rate_bucket": bucket,
-                                "rate_now": now,
-                            },
-                        )
-                    except IntegrityError:  # another caller made one first: look again
-                        conn.rollback()
-                        continue
+                # Slots still to make: make the next ones (as the calls of a window need
+                # them, never more than the limit).
+                try:
+                    made = conn.execute(
+                        self._make_slots,
+                        {
+                            "rate_bucket": bucket,
+                            "rate_limit": limit,
+                            "rate_count": count,
+                            "rate_now": now,
+                        },
+                    ).rowcount
+                except IntegrityError:  # another caller made one first: look again
+                    conn.rollback()
+                    continue
+                if made:
                     self._growing.add(bucket)
-                    return new, 0.0
+                    return made, 0.0
                 if bucket in self._growing:
                     self._growing.discard(bucket)
                     break  # all made: the oldest free slots first, below
