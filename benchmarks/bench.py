@@ -587,6 +587,11 @@ def portal_env(control: Any, redis_server: RedisServer, **extra: Any) -> dict[st
     return env
 
 
+#: Bursts of each kind in the gunicorn storm, alternating: the p99 of 1,000 requests is
+#: their 10th slowest, not the 3rd of 250, so one scheduling hiccup does not decide it.
+STORM_ROUNDS = 20
+
+
 def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: float) -> None:
     """50 requests of one session on gunicorn (3 workers x 8 threads, grants in Redis),
     released together: with a fresh token, and right after it expired."""
@@ -608,7 +613,7 @@ def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: flo
         fresh: list[float] = []
         expired: list[float] = []
         before = control.stats()["refreshes"]
-        for _ in range(5):
+        for _ in range(STORM_ROUNDS):
             fresh.extend(timed_burst(http, urls, headers))
             control.expire_all()
             expired.extend(timed_burst(http, urls, headers))
@@ -619,12 +624,13 @@ def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: flo
     fresh_p99, expired_p99 = percentile(fresh, 99) * 1e3, percentile(expired, 99) * 1e3
     budget = fresh_p99 + refresh_seconds * 1e3 + 20
     print(
-        "\nRefresh storm on gunicorn (3 workers x 8 threads, 50 requests of one session, 5 rounds)"
+        "\nRefresh storm on gunicorn (3 workers x 8 threads, 50 requests of one session, "
+        f"{STORM_ROUNDS} rounds)"
     )
     print(f"  {'p99 with a fresh token':<40}{fresh_p99:>9.2f} ms")
     print(f"  {'p99 right after expiry':<40}{expired_p99:>9.2f} ms")
     print(f"  {'budget: fresh p99 + refresh + 20 ms':<40}{budget:>9.2f} ms")
-    print(f"  {'refreshes at the platform':<40}{refreshes:>9}/5")
+    print(f"  {'refreshes at the platform':<40}{refreshes:>9}/{STORM_ROUNDS}")
 
 
 def rate_budget(

@@ -29,6 +29,15 @@ STORE_KINDS = ("memory", "sqlite", "postgresql", "mariadb", "redis", "sentinel",
 #: The same protocol through the token sealer: plain tokens in, sealed ones in the store.
 SEALED_KINDS = ("sealed-memory", "sealed-redis")
 TEST_TOKEN_KEY = "flask-spark-tests-token-key-0123456789"
+#: The kinds that need servers or topologies of their own: in the full suite only, not
+#: in the quick profile (``-m "not slow"``), which tries memory, SQLite and Redis.
+SERVER_KINDS = frozenset({"postgresql", "mariadb", "sentinel", "cluster"})
+
+
+def store_param(kind: str) -> object:
+    """``kind`` as a test parameter, marked slow when it needs servers of its own."""
+    marks = (pytest.mark.slow,) if kind in SERVER_KINDS else ()
+    return pytest.param(kind, id=kind, marks=marks)
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +150,7 @@ def clean_store_url(request: pytest.FixtureRequest, kind: str) -> str:
     return url
 
 
-@pytest.fixture(params=[pytest.param(kind, id=kind) for kind in STORE_KINDS + SEALED_KINDS])
+@pytest.fixture(params=[store_param(kind) for kind in STORE_KINDS + SEALED_KINDS])
 def any_store(request: pytest.FixtureRequest) -> Iterator[GrantStore]:
     """An empty grant store of each kind in turn, built from its URL; closed afterwards."""
     _, store = open_clean_store(request, request.param)

@@ -279,6 +279,7 @@ def memcached(tmp_path: Any) -> Iterator[int]:
         process.wait(10)
 
 
+@pytest.mark.slow
 def test_memcached_sessions_are_accepted_with_the_default_grant_store(
     spark_platform: SparkPlatform, browser_for: Any, tmp_path: Any, memcached: int
 ) -> None:

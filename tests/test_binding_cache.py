@@ -224,6 +224,7 @@ def test_a_change_made_while_the_watch_was_cut_off_is_not_missed(
     assert seen
 
 
+@pytest.mark.slow
 def test_a_watch_that_goes_silent_is_given_up(
     redis_workers: tuple[Flask, Flask], browser_for: Any, redis_client: Any
 ) -> None:

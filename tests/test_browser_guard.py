@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .browser import ROOT
+
+pytestmark = pytest.mark.slow  # runs the browser tests in subprocesses
 
 
 def run_browser_tests(**env: str) -> subprocess.CompletedProcess[str]:

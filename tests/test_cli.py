@@ -177,6 +177,7 @@ def simulate(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]
         errors.close()
 
 
+@pytest.mark.slow
 def test_simulate_serves_the_apps_keys_and_prints_the_settings_to_use(
     simulate: tuple[subprocess.Popen[str], list[str]],
 ) -> None:
@@ -216,6 +217,7 @@ def test_simulate_serves_the_apps_keys_and_prints_the_settings_to_use(
     assert process.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_simulate_names_the_option_when_the_port_is_taken(tmp_path: Path) -> None:
     import socket
 

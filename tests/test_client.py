@@ -321,6 +321,7 @@ def test_connections_are_pooled_and_kept_alive(app: Flask, browser: Browser) -> 
     assert pools[0].num_connections == 1
 
 
+@pytest.mark.slow
 def test_same_session_burst_refreshes_once(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
@@ -423,6 +424,7 @@ def test_a_remembered_token_whose_successor_also_expired(
     assert [r.status for r in spark_platform.requests_for("data")][-2:] == [401, 200]
 
 
+@pytest.mark.slow
 def test_refresh_timeout_answers_503_and_keeps_the_tokens(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
@@ -482,6 +484,7 @@ def test_an_early_refresh_that_fails_keeps_using_the_working_token(
     assert stored(app, browser) == record
 
 
+@pytest.mark.slow
 def test_a_request_started_during_a_refresh_waits_for_it_instead_of_calling(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
@@ -508,6 +511,7 @@ def test_a_request_started_during_a_refresh_waits_for_it_instead_of_calling(
     assert spark_platform.stats.refreshes == 1
 
 
+@pytest.mark.slow
 def test_a_failed_refresh_is_shared_with_the_requests_queued_behind_it(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:

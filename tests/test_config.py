@@ -173,6 +173,7 @@ def test_keys_of_earlier_builds_are_warned_about(tmp_path: Any, key: str, says: 
         Spark(app)
 
 
+@pytest.mark.slow
 def test_a_cluster_session_redis_without_a_grant_store_is_warned_about(
     tmp_path: Any, cluster_topology: Any
 ) -> None:

@@ -161,6 +161,7 @@ def test_quickstart_app_signs_in_and_greets(
     assert rows == [(spark_platform.accounts[0]["Id"], "idx")]
 
 
+@pytest.mark.slow
 def test_quickstart_as_the_page_runs_it(
     example: Callable[..., ModuleType],
     built: list[Flask],
@@ -358,6 +359,7 @@ def test_wsgi_proxy_fix_lets_https_sign_out_pass(
 
 
 @pytest.mark.usefixtures("production_env")
+@pytest.mark.slow
 def test_gunicorn_config_loads_the_wsgi_app() -> None:
     checked = subprocess.run(
         [sys.executable, "-m", "gunicorn", "--check-config", "-c", "gunicorn.conf.py"],
@@ -416,6 +418,7 @@ def test_a_copy_goes_on_where_it_stopped(
     assert saved == fargo  # each once, in order, none lost at the stop
 
 
+@pytest.mark.slow
 def test_a_copy_waits_out_the_rate_budget_and_goes_on(
     example: Callable[..., ModuleType],
     make_app: AppFactory,
@@ -1188,6 +1191,7 @@ def test_an_engine_or_a_redis_client_of_the_apps_own(
 # -- testing your app ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_testing_page_example_passes() -> None:
     """docs/examples/test_portal.py is a user's test file: run it with pytest, as a user
     would, with only the fixtures the installed plugin provides."""
@@ -1288,6 +1292,7 @@ def test_performance_page_says_how_to_rerun_the_benchmark() -> None:
 # -- the site ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path: Path) -> None:
     # Sphinx, Furo and MyST come with the test extra, so a broken build fails the suite.
     build = subprocess.run(

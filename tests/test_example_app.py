@@ -81,6 +81,7 @@ def read_line(process: subprocess.Popen[bytes], timeout: float = 20) -> str:
     return process.stdout.readline().decode()
 
 
+@pytest.mark.slow
 def test_one_command_starts_the_demo_and_prints_the_url(
     tmp_path: Path, http: urllib3.PoolManager
 ) -> None:
@@ -113,6 +114,7 @@ def test_one_command_starts_the_demo_and_prints_the_url(
     assert "Demo mode: started the built-in Spark simulator at http://127.0.0.1:" in log
 
 
+@pytest.mark.slow
 def test_a_busy_simulator_port_says_how_to_choose_another(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -134,6 +136,7 @@ def test_a_busy_simulator_port_says_how_to_choose_another(tmp_path: Path) -> Non
     assert done.stdout == ""  # no URL printed for a portal that is not running
 
 
+@pytest.mark.slow
 def test_flask_run_serves_the_same_portal(tmp_path: Path, http: urllib3.PoolManager) -> None:
     port = free_port()
     env = clean_env(

@@ -22,6 +22,8 @@ from flask_spark.testing import ACCOUNTS, LISTINGS, data
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, PortalServer, require_chromium
 from .redis_server import free_port
 
+pytestmark = pytest.mark.slow  # a real Chromium
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _chromium() -> None:

@@ -121,6 +121,7 @@ def test_an_exchange_whose_refresh_token_is_unusable_is_revoked(
     assert spark_platform.stats.revocations == 1
 
 
+@pytest.mark.slow
 def test_a_trickled_grant_answer_is_cut_at_the_timeout(
     app: Flask, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
@@ -162,6 +163,7 @@ def test_a_hostile_refresh_answer_keeps_the_stored_tokens(
     )
 
 
+@pytest.mark.slow
 def test_a_trickled_refresh_is_cut_at_the_timeout(
     app: Flask, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:
@@ -187,6 +189,7 @@ def test_a_trickled_refresh_is_cut_at_the_timeout(
     ],
     ids=["trickled", "10 MB body", "empty object", "html"],
 )
+@pytest.mark.slow
 def test_a_hostile_data_answer_is_a_503_page(
     fault: Fault, app: Flask, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:

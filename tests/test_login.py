@@ -621,6 +621,7 @@ def test_a_revoked_grant_signs_the_user_out(
 
 
 @pytest.mark.parametrize("session_type", ["redis", "cachelib"])
+@pytest.mark.slow
 def test_overlapping_callbacks_spend_the_code_once(
     make_app: AppFactory, browser_for: Any, spark_platform: SparkPlatform, session_type: str
 ) -> None:

@@ -172,6 +172,7 @@ def test_refresh_and_sign_out_go_through_the_openid_endpoints(
     assert stored_grants(app) == []
 
 
+@pytest.mark.slow
 def test_a_burst_at_expiry_refreshes_once(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:

@@ -195,6 +195,7 @@ def test_vow_without_any_portal_is_not_found(make_app: AppFactory) -> None:
     assert app.test_client().get("/login").status_code == 404
 
 
+@pytest.mark.slow
 def test_signing_in_to_a_portal_while_another_refreshes(
     portal_app: Flask, browser_for: Any, spark_platform: SparkPlatform
 ) -> None:

@@ -16,6 +16,8 @@ from flask_spark.testing import SparkPlatform
 
 from .conftest import AppFactory
 
+pytestmark = pytest.mark.slow  # hypothesis: hundreds of examples a test
+
 NEXT_ALPHABET = st.sampled_from(
     [
         *"/\\\t\n\r :@.%?#&=;",

@@ -98,6 +98,7 @@ def test_calls_past_the_budget_are_refused_before_the_platform(
     assert spark_platform.stats.rate_limited == 0
 
 
+@pytest.mark.slow
 def test_a_call_waits_for_room_and_the_platform_sees_no_window_overfull(
     make_app: AppFactory, spark_platform: SparkPlatform
 ) -> None:
@@ -181,6 +182,7 @@ def test_a_sign_in_with_no_room_is_busy_and_keeps_its_code_unspent(
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "redis", "cluster"])
+@pytest.mark.slow
 def test_apps_on_one_grant_store_share_one_budget(
     make_app: AppFactory,
     spark_platform: SparkPlatform,

@@ -100,6 +100,7 @@ def test_no_repr_a_view_can_reach_holds_an_issued_value(
     assert not [value for value in issued if value in text]
 
 
+@pytest.mark.slow
 def test_no_repr_holds_the_store_password(
     request: pytest.FixtureRequest,
     make_app: AppFactory,

@@ -150,6 +150,7 @@ def _sql_text(url: str) -> str:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb", "redis"])
+@pytest.mark.slow
 def test_no_token_in_clear_in_any_store(
     kind: str,
     request: pytest.FixtureRequest,

@@ -92,6 +92,7 @@ def test_custom_body(wire: Wire, token: str, spark_platform: SparkPlatform) -> N
     assert (reply.status, reply.data) == (502, b"<h1>Bad gateway</h1>")
 
 
+@pytest.mark.slow
 def test_delay_fault_makes_a_client_time_out(token: str, spark_platform: SparkPlatform) -> None:
     spark_platform.add_fault(Fault("data", "delay", delay=0.6))
     impatient = Wire(spark_platform, timeout=0.2)
@@ -119,6 +120,7 @@ def test_drop_fault_closes_the_connection(
     assert [r.status for r in spark_platform.requests_for("data")] == [0, 200]
 
 
+@pytest.mark.slow
 def test_latency_is_added_to_every_request(
     wire: Wire, token: str, spark_platform: SparkPlatform
 ) -> None:

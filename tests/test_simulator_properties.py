@@ -7,6 +7,7 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from flask_spark.testing import SparkPlatform
 
 from .test_simulator_support import CALLBACK, UA, Wire
+
+pytestmark = pytest.mark.slow  # hypothesis: hundreds of examples a test
 
 SETTINGS = settings(
     max_examples=60,

@@ -136,6 +136,7 @@ def test_busy_port_is_an_oserror(spark_platform: SparkPlatform) -> None:
         server.start()
 
 
+@pytest.mark.slow
 def test_plain_http_does_not_need_trustme() -> None:
     script = textwrap.dedent(
         """
@@ -159,6 +160,7 @@ def test_plain_http_does_not_need_trustme() -> None:
     assert done.stdout.split() == ["400", "1016"]  # no X-SparkApi-User-Agent
 
 
+@pytest.mark.slow
 def test_many_threads_with_keep_alive(wire: Wire, spark_platform: SparkPlatform) -> None:
     tokens = [wire.tokens()["access_token"] for _ in range(4)]
     failures: list[object] = []
@@ -281,6 +283,7 @@ def stop_cli(child: subprocess.Popen[str]) -> str:
     return out + err
 
 
+@pytest.mark.slow
 def test_cli_serves_plain_http_with_a_consent_page() -> None:
     child, line = start_cli("--client-id", "demo-id", "--client-secret", "demo-secret")
     try:
@@ -300,6 +303,7 @@ def test_cli_serves_plain_http_with_a_consent_page() -> None:
     assert "Traceback" not in rest
 
 
+@pytest.mark.slow
 def test_cli_with_tls_auto_approve_and_redirect_uris(tmp_path: Path) -> None:
     child, line = start_cli(
         "--tls",
@@ -327,6 +331,7 @@ def test_cli_with_tls_auto_approve_and_redirect_uris(tmp_path: Path) -> None:
     assert not os.path.exists(ca_file)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_public_host() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "flask_spark.testing", "--host", ALL_INTERFACES],
@@ -339,6 +344,7 @@ def test_cli_refuses_a_public_host() -> None:
     assert "loopback" in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_reports_a_busy_port(spark_platform: SparkPlatform) -> None:
     port = spark_platform.url.rsplit(":", 1)[1]
     done = subprocess.run(
@@ -353,6 +359,7 @@ def test_cli_reports_a_busy_port(spark_platform: SparkPlatform) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_plugin_fixtures_load_through_the_entry_point(tmp_path: Path) -> None:
     (tmp_path / "test_inner.py").write_text(
         textwrap.dedent(
@@ -465,6 +472,7 @@ def test_oversized_body_is_refused_with_413(wire: Wire, spark_platform: SparkPla
     assert wire.api("GET", "/v1/system", token).status == 200
 
 
+@pytest.mark.slow
 def test_https_without_trustme_names_the_extra_to_install(tmp_path: Path) -> None:
     """Without trustme, the simulator over HTTPS stops with an error that says which
     extra installs it (run in a child whose trustme cannot be imported)."""

@@ -108,6 +108,7 @@ def test_expressions_combine_only_with_expressions() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.integers(), st.lists(st.text(), min_size=1, max_size=4))
+@pytest.mark.slow
 def test_no_input_changes_the_structure(text: str, number: int, texts: list[str]) -> None:
     query = (field("City") == text) & (field("ListPrice") > number) | field("MlsStatus").ne(texts)
     assert parse(str(query)) == Join(

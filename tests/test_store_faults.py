@@ -83,6 +83,7 @@ def test_stopped_store_answers_503_and_recovers(
     assert "Traceback" not in log_text()
 
 
+@pytest.mark.slow
 def test_paused_store_answers_503_then_serves_the_same_session(
     browser: Browser, stoppable: RedisServer, redis_client: redis.Redis
 ) -> None:
@@ -94,6 +95,7 @@ def test_paused_store_answers_503_then_serves_the_same_session(
     assert browser.client.get("/account").status_code == 200  # still signed in
 
 
+@pytest.mark.slow
 def test_store_outage_mid_traffic_never_answers_500(
     app: Flask, browser: Browser, stoppable: RedisServer, redis_client: redis.Redis
 ) -> None:

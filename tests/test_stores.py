@@ -657,6 +657,7 @@ def shared_url(request: pytest.FixtureRequest) -> str:
     return clean_store_url(request, request.param)
 
 
+@pytest.mark.slow
 def test_processes_racing_for_one_lease(shared_url: str, now: float) -> None:
     context = multiprocessing.get_context("spawn")
     start, answers = context.Barrier(PROCESSES), context.Queue()
@@ -824,6 +825,7 @@ def spend_in_a_process(url: str, calls: int, now: float, start: Any, answers: An
         store.close()
 
 
+@pytest.mark.slow
 def test_processes_share_one_rate_window(shared_url: str, now: float) -> None:
     context = multiprocessing.get_context("spawn")
     start, answers = context.Barrier(PROCESSES), context.Queue()
