@@ -1,5 +1,6 @@
 """What the agent portal and the VOW portals share: the demo banner, friendly pages for
-Flexmls errors, notices, and one page of the listings table."""
+Flexmls and HTTP errors, notices, the listing search (a page of results, built with
+:mod:`flask_spark.sparkql`) and a listing with its photos."""
 
 from __future__ import annotations
 

@@ -79,6 +79,17 @@ class GrantCache:
                 return False, None
             return True, item[1]
 
+    def since(self, key: GrantKey, moment: float) -> Grant | None:
+        """The grant remembered for ``key`` if it was put at ``moment`` (monotonic) or
+        later, while fresh: what a refresh this thread queued behind left."""
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            item = self._items.get(key.id)
+        if item is None or item[0] < moment or time.monotonic() - item[0] > self.ttl:
+            return None
+        return item[1]
+
     def put(self, key: GrantKey, grant: Grant | None) -> None:
         """Remember ``grant`` (``None``: no grant) for ``key``."""
         if self.ttl <= 0:
@@ -483,6 +494,10 @@ class TokenManager:
         if not local.lock.acquire(timeout=self.max_wait):
             raise StoreUnavailable("Timed out waiting for the token refresh")
         try:
+            # Queued behind a refresh of this process: its tokens are in memory.
+            known = self.cache.since(key, queued_at)
+            if known is not None and not known.ended and known.access_token != stale.access_token:
+                return known, False
             current = self._current(key)
             if current.access_token != stale.access_token:
                 return current, False
@@ -515,17 +530,26 @@ class TokenManager:
         key = grant.key
         queued_at = time.monotonic()
         local = self._locks.get(key.id)
+        # One thread of the process follows the lease at a time, holding the key's lock:
+        # the others queue on it and then find the new tokens in memory, instead of
+        # every waiting thread polling the store (which, in a burst, starves the CPU the
+        # refresh itself needs).
         if not local.lock.acquire(timeout=self.max_wait):
             raise StoreUnavailable("Timed out waiting for the token refresh")
-        local.lock.release()
-        self._raise_failure_since(grant, queued_at)
-        pause = _POLL_FIRST
-        while True:
-            current = self._current(key)
-            now = time.time()
-            if current.access_token != grant.access_token or current.lease_until <= now:
-                return current
-            pause = self._follow_lease(current, now, queued_at, pause)
+        try:
+            self._raise_failure_since(grant, queued_at)
+            known = self.cache.since(key, queued_at)
+            if known is not None and not known.ended and known.access_token != grant.access_token:
+                return known
+            pause = _POLL_FIRST
+            while True:
+                current = self._current(key)
+                now = time.time()
+                if current.access_token != grant.access_token or current.lease_until <= now:
+                    return current
+                pause = self._follow_lease(current, now, queued_at, pause)
+        finally:
+            local.lock.release()
 
     def _raise_failure_since(self, grant: Grant, since: float) -> None:
         """Raise the failure of this process's refresh of ``grant``'s tokens, if one ended

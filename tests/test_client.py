@@ -334,6 +334,33 @@ def test_same_session_burst_refreshes_once(
     assert spark_platform.stats.rejected_refreshes == 0
 
 
+@pytest.mark.slow
+def test_requests_queued_behind_a_refresh_take_its_tokens_from_memory(
+    app: Flask, browser: Browser, spark_platform: SparkPlatform
+) -> None:
+    """A burst at expiry: the threads queued behind this process's refresh find the new
+    tokens in memory, instead of each reading the grant from the store in turn."""
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None
+    store = app.extensions["spark"].tokens.store
+    reads: list[str] = []
+    real_get = store.get
+
+    def counted_get(key: Any) -> Any:
+        reads.append(key.id)
+        return real_get(key)
+
+    spark_platform.expire_all()
+    store.get = counted_get  # the real store, its reads counted
+    try:
+        assert same_session_burst(app, cookie.value, 16) == [200] * 16
+    finally:
+        del store.get
+    assert spark_platform.stats.refreshes == 1
+    # The refreshing thread reads it once, before and after its lease; the others none.
+    assert len(reads) <= 3, len(reads)
+
+
 def test_slow_request_does_not_restore_the_old_token(
     app: Flask, browser: Browser, spark_platform: SparkPlatform
 ) -> None:
