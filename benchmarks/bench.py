@@ -592,6 +592,16 @@ def portal_env(control: Any, redis_server: RedisServer, **extra: Any) -> dict[st
 STORM_ROUNDS = 40
 
 
+def expiry_due_at(due: float, obtained_at: float) -> float:
+    """The ``expires_at`` that makes a grant obtained at ``obtained_at`` due for its
+    refresh at ``due``: Flask-Spark refreshes ``min(leeway, life / 2)`` before expiry."""
+    from flask_spark.config import DEFAULT_TOKEN_LEEWAY
+
+    if due - obtained_at >= DEFAULT_TOKEN_LEEWAY:
+        return due + DEFAULT_TOKEN_LEEWAY
+    return 2 * due - obtained_at
+
+
 def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: float) -> None:
     """50 requests of one session on gunicorn (3 workers x 8 threads, grants in Redis),
     released together: with a fresh token; right after it expired (the platform and the
@@ -619,13 +629,19 @@ def gunicorn_storm(control: Any, redis_server: RedisServer, refresh_seconds: flo
         unannounced: list[float] = []
         before = control.stats()["refreshes"]
         for _ in range(STORM_ROUNDS):
+            # The token falls due in a moment: the stored grant is given an expiry that
+            # makes it due then (a change every worker's memory follows at once), and an
+            # untimed burst reads it everywhere, so that the timed ones find it in memory
+            # as they would a grant nearing its natural expiry.
+            due = time.time() + 0.8
+            obtained = float(grants.hget(grant_key, "obtained_at") or 0)
+            grants.hset(grant_key, "expires_at", repr(expiry_due_at(due, obtained)))
+            timed_burst(http, urls, headers)
             fresh.extend(timed_burst(http, urls, headers))
-            control.expire_all()
-            # The expiry comes: the stored grant says so too (the store's change reaches
-            # every worker's memory), as when the token's lifetime runs out.
-            grants.hset(grant_key, "expires_at", repr(time.time()))
+            time.sleep(max(0.0, due - time.time()) + 0.01)  # until it is due, not "long enough"
+            control.expire_all()  # the platform agrees that it has expired
             expired.extend(timed_burst(http, urls, headers))
-            control.expire_all()
+            control.expire_all()  # and now without warning: every call gets 1020 first
             unannounced.extend(timed_burst(http, urls, headers))
         refreshes = control.stats()["refreshes"] - before
         grants.close()

@@ -121,37 +121,34 @@ def test_check_of_a_vow_key_tries_the_portal_it_is_given(
     assert "http://localhost/beta/callback as a redirect URI" in other.output
 
 
+#: The quick start app's settings, as a user gives them to ``flask``.
+QUICKSTART_ENV = {
+    **os.environ,
+    "FLASK_SPARK_CLIENT_ID": "my-dev-key",
+    "FLASK_SPARK_CLIENT_SECRET": "my-dev-secret",
+    "FLASK_SPARK_GRANT_STORE": '"memory://"',
+    "FLASK_SECRET_KEY": '"dev"',
+    "PYTHONPATH": str(ROOT),
+}
+
+
+def simulate_command(*options: str) -> list[str]:
+    """``flask --app quickstart spark simulate`` with ``options``."""
+    app = str(ROOT / "docs" / "examples" / "quickstart.py") + ":create_app"
+    return [sys.executable, "-m", "flask", "--app", app, "spark", "simulate", *options]
+
+
 @pytest.fixture
 def simulate(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """``flask spark simulate --tls`` for the quickstart app, as a user runs it."""
     app_port = free_port()
-    env = {
-        **os.environ,
-        "FLASK_SPARK_CLIENT_ID": "my-dev-key",
-        "FLASK_SPARK_CLIENT_SECRET": "my-dev-secret",
-        "FLASK_SPARK_GRANT_STORE": '"memory://"',
-        "FLASK_SECRET_KEY": '"dev"',
-        "PYTHONPATH": str(ROOT),
-    }
     errors = (tmp_path / "stderr.txt").open("w")  # its log lines
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            str(ROOT / "docs" / "examples" / "quickstart.py") + ":create_app",
-            "spark",
-            "simulate",
-            "--tls",
-            "--auto-approve",
-            "--port",
-            "0",
-            "--app-url",
-            f"http://127.0.0.1:{app_port}",
-        ],
+        simulate_command(
+            "--tls", "--auto-approve", "--port", "0", "--app-url", f"http://127.0.0.1:{app_port}"
+        ),
         cwd=tmp_path,
-        env=env,
+        env=QUICKSTART_ENV,
         stdout=subprocess.PIPE,
         stderr=errors,
         text=True,
@@ -226,25 +223,9 @@ def test_simulate_names_the_option_when_the_port_is_taken(tmp_path: Path) -> Non
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "--app",
-                str(ROOT / "docs" / "examples" / "quickstart.py") + ":create_app",
-                "spark",
-                "simulate",
-                "--port",
-                str(port),
-            ],
+            simulate_command("--port", str(port)),
             cwd=tmp_path,
-            env={
-                **os.environ,
-                "FLASK_SPARK_CLIENT_ID": "k",
-                "FLASK_SPARK_CLIENT_SECRET": "s",
-                "FLASK_SPARK_GRANT_STORE": '"memory://"',
-                "FLASK_SECRET_KEY": '"dev"',
-            },
+            env=QUICKSTART_ENV,
             capture_output=True,
             text=True,
             timeout=60,
