@@ -23,7 +23,7 @@ from flask_spark.testing import SparkPlatform
 
 from .browser import ROOT
 from .conftest import AppFactory, Browser
-from .redis_server import free_port
+from .redis_server import busy_port, free_port
 
 
 def check(app: Flask, *args: str) -> Result:
@@ -216,12 +216,7 @@ def test_simulate_serves_the_apps_keys_and_prints_the_settings_to_use(
 
 @pytest.mark.slow
 def test_simulate_names_the_option_when_the_port_is_taken(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
+    with busy_port() as port:
         done = subprocess.run(
             simulate_command("--port", str(port)),
             cwd=tmp_path,

@@ -7,7 +7,6 @@ import os
 import re
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from flask_spark.testing import SparkPlatform
 
 from .browser import ROOT
 from .conftest import Browser
-from .redis_server import RedisServer, free_port
+from .redis_server import RedisServer, busy_port, free_port
 
 BANNER = "this portal talks to Flask-Spark's built-in Spark simulator, not to Flexmls"
 
@@ -116,10 +115,7 @@ def test_one_command_starts_the_demo_and_prints_the_url(
 
 @pytest.mark.slow
 def test_a_busy_simulator_port_says_how_to_choose_another(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with busy_port() as port:
         env = clean_env(INSTANCE_PATH=str(tmp_path / "instance"), SIMULATOR_PORT=str(port))
         done = subprocess.run(
             [sys.executable, "-m", "example_app", "--port", "0"],
