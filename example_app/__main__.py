@@ -60,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = f"[{host}]"
     print(f"Flask-Spark example portal: open http://{host}:{server.port}/", flush=True)
     if app.config["EXAMPLE_DEMO"]:
-        print("Demo mode: signing in against the built-in Spark simulator", flush=True)
+        print(
+            "Demo mode: the built-in Spark simulator stands in for Flexmls (made-up accounts)",
+            flush=True,
+        )
     print("Press Ctrl-C to stop.", flush=True)
     try:
         server.serve_forever()
