@@ -351,6 +351,9 @@ def test_requests_queued_behind_a_refresh_take_its_tokens_from_memory(
         return real_get(key)
 
     spark_platform.expire_all()
+    # The refresh is held at the platform for a second: every other thread of the burst
+    # has had its 401 and queued behind it long before it ends.
+    spark_platform.add_fault(Fault("grant", "delay", delay=1.0))
     store.get = counted_get  # the real store, its reads counted
     try:
         assert same_session_burst(app, cookie.value, 16) == [200] * 16
