@@ -29,7 +29,7 @@ from flask_spark.stores.base import (
     new_secret,
     rate_bucket,
 )
-from flask_spark.stores.sql import SQLGrantStore
+from flask_spark.stores.sql import SQLGrantStore, _lost_race
 
 from .store_fixtures import clean_store_url
 
@@ -779,6 +779,47 @@ def test_threads_racing_for_batches_never_overfill_the_window(
 
     assert sum(counted for counted, _ in results) == 20
     assert all(0 < wait <= 60.0 for counted, wait in results if not counted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+def test_a_deadlock_the_database_breaks_is_a_race_to_try_again(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    # Two transactions lock two rows in opposite orders: the database undoes one of them.
+    # That answer is the one a rate slot's statements retry on, not an outage.
+    url = request.getfixturevalue("postgres_url" if kind == "postgresql" else "mariadb_url")
+    engine = sa.create_engine(url)
+    rows = sa.Table("deadlock_rows", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    rows.create(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(rows.insert(), [{"id": 1}, {"id": 2}])
+        first, second = engine.connect(), engine.connect()
+        lock = rows.update().values(id=rows.c.id)  # locks the row, changes nothing
+        first.execute(lock.where(rows.c.id == 1))
+        second.execute(lock.where(rows.c.id == 2))
+        errors: list[sa.exc.DBAPIError] = []
+
+        def then(conn: sa.Connection, row: int) -> None:
+            try:
+                conn.execute(lock.where(rows.c.id == row))
+            except sa.exc.DBAPIError as exc:
+                errors.append(exc)
+            finally:
+                conn.rollback()  # the survivor gives its locks back
+                conn.close()
+
+        other = threading.Thread(target=then, args=(first, 2))
+        other.start()
+        then(second, 1)
+        other.join(timeout=30)
+
+        assert len(errors) == 1
+        assert _lost_race(errors[0])
+    finally:
+        rows.drop(engine)
+        engine.dispose()
 
 
 def test_threads_racing_to_spend_the_last_places(any_store: GrantStore, now: float) -> None:

@@ -77,18 +77,18 @@ def _redis_store(url: str, key: str) -> GrantStore:
             )
         service = path[0]
         db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             _hosts(parts.netloc, key),
             socket_timeout=2.0,
             sentinel_kwargs={"socket_timeout": 1.0},
         )
-        client = sentinel.master_for(  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             service, db=db, **options, **_credentials(parts.netloc)
         )
         replicas = 1
     elif scheme == "redis+cluster":
         nodes = [
-            ClusterNode(h, p)  # type: ignore[no-untyped-call]
+            ClusterNode(h, p)  # type: ignore[no-untyped-call, unused-ignore]
             for h, p in _hosts(parts.netloc, key)
         ]
         client = RedisCluster(

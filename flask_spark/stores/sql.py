@@ -3,7 +3,8 @@ and MariaDB/MySQL with one implementation.
 
 Every compare-and-set is a single ``UPDATE ... WHERE`` whose matched-row count says who
 won, so no transaction isolation level, row lock or second lock service is needed: plain
-autocommit statements are atomic on every one of these databases. SQLite runs in WAL mode
+autocommit statements are atomic on every one of these databases. (The rate slots are
+the one exception: MariaDB/MySQL make them at ``READ COMMITTED``, see :meth:`_connect`.) SQLite runs in WAL mode
 with a busy timeout, so the processes of one host share the file safely.
 
 Tables (``spark_`` prefix by default)::
@@ -41,7 +42,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .base import (
@@ -64,6 +65,11 @@ _CREATE_ATTEMPTS = 5
 #: Free rate slots read at once, and rounds of trying to take one of them.
 _SPEND_CANDIDATES = 16
 _SPEND_ATTEMPTS = 8
+#: What the databases answer when they undo a statement because a concurrent one won
+#: (a deadlock, a serialization failure): MySQL/MariaDB's error number, PostgreSQL's
+#: SQLSTATE.
+_MYSQL_DEADLOCK = 1213
+_PG_LOST_RACE = frozenset({"40001", "40P01"})
 #: Milliseconds SQLite waits for another process's write before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -159,6 +165,20 @@ def rate_path(path: str) -> str:
     """The file that keeps the rate table of the SQLite grants file ``path``."""
     root, ext = os.path.splitext(path)
     return f"{root}-rate{ext}"
+
+
+def _lost_race(exc: DBAPIError) -> bool:
+    """Whether the database undid a statement because a concurrent one came first: a
+    key another caller made meanwhile, a deadlock (MariaDB's ``INSERT ... SELECT`` locks
+    the gap it reads, so two callers making the same slots deadlock on it) or a
+    serialization failure. Trying again is the answer to each of them."""
+    if isinstance(exc, IntegrityError):
+        return True
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _PG_LOST_RACE:
+        return True
+    args: tuple[object, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] == _MYSQL_DEADLOCK
 
 
 def sqlite_engine(path: str) -> Engine:
@@ -377,6 +397,13 @@ class SQLGrantStore:
                     yield conn
             else:
                 with engine.connect() as conn:
+                    if rate and engine.dialect.name in ("mysql", "mariadb"):
+                        # Slots are made by an INSERT ... SELECT, which at InnoDB's
+                        # REPEATABLE READ locks the gap it reads: callers making slots
+                        # at once deadlock on it far more often than they collide.
+                        # Read committed, they only collide on the key, which says who
+                        # made it.
+                        conn.execution_options(isolation_level="READ COMMITTED")
                     yield conn
                     conn.commit()
         except IntegrityError:
@@ -704,16 +731,21 @@ class SQLGrantStore:
         # them first, or slots are still being made) look closer.
         if bucket not in self._growing:
             with self._connect(autocommit=True, rate=True) as conn:
-                taken = conn.execute(
-                    self._take_oldest,
-                    {
-                        "rate_bucket": bucket,
-                        "rate_cutoff": cutoff,
-                        "rate_limit": limit,
-                        "rate_count": count,
-                        "rate_now": now,
-                    },
-                ).rowcount
+                try:
+                    taken = conn.execute(
+                        self._take_oldest,
+                        {
+                            "rate_bucket": bucket,
+                            "rate_cutoff": cutoff,
+                            "rate_limit": limit,
+                            "rate_count": count,
+                            "rate_now": now,
+                        },
+                    ).rowcount
+                except DBAPIError as exc:
+                    if not _lost_race(exc):
+                        raise
+                    taken = 0  # undone for a concurrent caller: look closer, below
             if taken:
                 return taken, 0.0
         for _ in range(_SPEND_ATTEMPTS):
@@ -730,8 +762,10 @@ class SQLGrantStore:
                             "rate_now": now,
                         },
                     ).rowcount
-                except IntegrityError:  # another caller made one first: look again
-                    conn.rollback()
+                except DBAPIError as exc:
+                    if not _lost_race(exc):
+                        raise
+                    conn.rollback()  # another caller made one first: look again
                     continue
                 if made:
                     self._growing.add(bucket)
@@ -748,11 +782,17 @@ class SQLGrantStore:
                 # Other callers took the oldest first. A random free slot, so that callers
                 # reading the same candidates at once mostly take different ones.
                 slot = random.choice(free)  # noqa: S311 - spreading, not security
-                taken = conn.execute(
-                    sa.update(self._rate)
-                    .where(r.bucket == bucket, r.slot == slot, r.used_at <= cutoff)
-                    .values(used_at=now)
-                ).rowcount
+                try:
+                    taken = conn.execute(
+                        sa.update(self._rate)
+                        .where(r.bucket == bucket, r.slot == slot, r.used_at <= cutoff)
+                        .values(used_at=now)
+                    ).rowcount
+                except DBAPIError as exc:
+                    if not _lost_race(exc):
+                        raise
+                    conn.rollback()
+                    continue
                 if taken:
                     return 1, 0.0
         else:

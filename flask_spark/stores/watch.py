@@ -183,16 +183,16 @@ class RedisWatch:
                 **self._settings,
             )
         )
-        pubsub: PubSub = client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub: PubSub = client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
         try:
             # redis-py leaves these two untyped.
-            pubsub.execute_command("CLIENT", "ID")  # type: ignore[no-untyped-call]
-            own_id = pubsub.parse_response()  # type: ignore[no-untyped-call]
+            pubsub.execute_command("CLIENT", "ID")  # type: ignore[no-untyped-call, unused-ignore]
+            own_id = pubsub.parse_response()  # type: ignore[no-untyped-call, unused-ignore]
             arguments: list[Any] = ["CLIENT", "TRACKING", "ON", "REDIRECT", own_id, "BCAST"]
             for prefix in self._prefixes:
                 arguments += ["PREFIX", prefix]
-            pubsub.execute_command(*arguments)  # type: ignore[no-untyped-call]
-            pubsub.parse_response()  # type: ignore[no-untyped-call]
+            pubsub.execute_command(*arguments)  # type: ignore[no-untyped-call, unused-ignore]
+            pubsub.parse_response()  # type: ignore[no-untyped-call, unused-ignore]
             pubsub.subscribe("__redis__:invalidate")
             if pubsub.get_message(timeout=2) is None:  # the subscription's confirmation
                 raise OSError("no answer from Redis")
