@@ -4,8 +4,9 @@ and MariaDB/MySQL with one implementation.
 Every compare-and-set is a single ``UPDATE ... WHERE`` whose matched-row count says who
 won, so no transaction isolation level, row lock or second lock service is needed: plain
 autocommit statements are atomic on every one of these databases. (The rate slots are
-the one exception: MariaDB/MySQL make them at ``READ COMMITTED``, see :meth:`_connect`.) SQLite runs in WAL mode
-with a busy timeout, so the processes of one host share the file safely.
+the one exception: MariaDB/MySQL make them at ``READ COMMITTED``, see :meth:`_connect`.)
+SQLite runs in WAL mode with a busy timeout, so the processes of one host share the file
+safely.
 
 Tables (``spark_`` prefix by default)::
 
