@@ -49,6 +49,9 @@ FAILURE_MEMORY = 1024
 PENDING_GRACE = 3600.0
 #: First and longest pause between two looks at a grant another process is refreshing.
 _POLL_FIRST, _POLL_MAX = 0.001, 0.005
+#: Seconds a lease must outlast SPARK_TIMEOUT to need no extending while its holder
+#: waits for the platform: the time from taking it to sending the call, and then some.
+_LEASE_SLACK = 5.0
 
 
 class GrantCache:
@@ -187,17 +190,34 @@ class _Unsaved:
 
 class _LeaseKeeper:
     """Extends a refresh lease while its holder waits for the platform, so a slow answer
-    never lets a second refresh in; a holder that dies stops extending it."""
+    never lets a second refresh in; a holder that dies stops extending it.
+
+    Only with ``extend``: a lease that outlasts the refresh call's own deadline (the
+    default, ``2 x SPARK_TIMEOUT + 5``) needs no extending, and no thread is started (a
+    thread's start waits for it to run, which in a busy process costs the refresh a
+    scheduling round)."""
 
     def __init__(
-        self, store: GrantStore, key: GrantKey, stale: str, holder: str, seconds: float
+        self,
+        store: GrantStore,
+        key: GrantKey,
+        stale: str,
+        holder: str,
+        seconds: float,
+        until: float,
+        *,
+        extend: bool,
     ) -> None:
         self._store, self._key, self._stale, self._holder = store, key, stale, holder
         self._seconds = seconds
-        self.until = time.time() + seconds
+        self.until = until
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="flask-spark-lease", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if extend:
+            self._thread = threading.Thread(
+                target=self._run, name="flask-spark-lease", daemon=True
+            )
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._done.wait(self._seconds / 3):
@@ -215,7 +235,8 @@ class _LeaseKeeper:
     def stop(self) -> float:
         """Stop extending; returns when the lease now ends."""
         self._done.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         return self.until
 
 
@@ -227,6 +248,10 @@ class TokenManager:
         self.store = store
         self.grants = grants
         self.lease_seconds = config.refresh_lease_seconds
+        #: Whether a refresh must extend its lease: the call to the platform ends within
+        #: SPARK_TIMEOUT (:mod:`~flask_spark.deadlines`), so only a lease shorter than
+        #: that, with a margin, could run out under it.
+        self.extend_leases = self.lease_seconds < config.timeout + _LEASE_SLACK
         #: The longest a request waits for another process's refresh.
         self.max_wait = max(self.lease_seconds, 2 * config.timeout) + 1.0
         self.cache = GrantCache(config.token_cache_seconds)
@@ -238,6 +263,7 @@ class TokenManager:
         self._changes = itertools.count()
         self._changed = next(self._changes)
         self._locks = _KeyLocks()
+        self._binding_locks = _KeyLocks()
         self._state_lock = threading.Lock()
         # The last failed refresh of each grant in this process, shared with the threads
         # that were queued behind it instead of each calling the platform in turn.
@@ -291,14 +317,21 @@ class TokenManager:
         :attr:`bindings` while the store's watch says nothing changed, else read from
         the store."""
         version = self._version()
-        if version is not None:
-            hit, grant = self.bindings.get(binding_id, version)
-            if hit:
-                return None if grant is None else self._newest(grant)
-        found = self.store.resolve(binding_id, time.time(), ttl)
-        grant = None if found is None else found[1]
-        if version is not None:
-            self.bindings.put(binding_id, version, grant)
+        if version is None:
+            found = self.store.resolve(binding_id, time.time(), ttl)
+            return None if found is None else self._newest(found[1])
+        hit, grant = self.bindings.get(binding_id, version)
+        if not hit:
+            # One thread of the process reads a binding at a time: the requests of a
+            # browser that all missed at once (a change just reported) take what the
+            # first one read, instead of each reading the store and unsealing.
+            entry = self._binding_locks.get(binding_id)  # held: the lock lives while used
+            with entry.lock:
+                hit, grant = self.bindings.get(binding_id, version)
+                if not hit:
+                    found = self.store.resolve(binding_id, time.time(), ttl)
+                    grant = None if found is None else found[1]
+                    self.bindings.put(binding_id, version, grant)
         return None if grant is None else self._newest(grant)
 
     def _version(self) -> tuple[object, int] | None:
@@ -498,12 +531,20 @@ class TokenManager:
             known = self.cache.since(key, queued_at)
             if known is not None and not known.ended and known.access_token != stale.access_token:
                 return known, False
-            current = self._current(key)
-            if current.access_token != stale.access_token:
-                return current, False
-            self._raise_failure_since(stale, queued_at)
+            newest = self._newest(stale)
+            if newest is not stale:  # this process holds its successor, not saved yet
+                return newest, False
+            if self._failure_since(stale, queued_at) is not None:
+                # The refresh this call queued behind failed: its answer is this call's,
+                # unless the store has new tokens meanwhile.
+                current = self._current(key)
+                if current.access_token != stale.access_token:
+                    return current, False
+                self._raise_failure_since(stale, queued_at)
+            # No read first: taking the lease answers with the stored grant, whose new
+            # tokens (another process refreshed) are used instead of refreshing again.
             try:
-                result = self._refresh_leased(current)
+                result = self._refresh_leased(stale)
             except PlatformUnavailable as exc:
                 with self._state_lock:
                     self._failures[key.id] = _Failure(time.monotonic(), stale.access_token, exc)
@@ -551,13 +592,9 @@ class TokenManager:
         finally:
             local.lock.release()
 
-    def _raise_failure_since(self, grant: Grant, since: float) -> None:
-        """Raise the failure of this process's refresh of ``grant``'s tokens, if one ended
-        after ``since`` (monotonic): it failed while the caller waited for it, and its
-        answer is shared.
-
-        :raises PlatformUnavailable: that failure.
-        """
+    def _failure_since(self, grant: Grant, since: float) -> _Failure | None:
+        """The failure of this process's refresh of ``grant``'s tokens, if one ended after
+        ``since`` (monotonic): it failed while the caller waited for it."""
         with self._state_lock:
             failure = self._failures.get(grant.key.id)
         if (
@@ -565,6 +602,16 @@ class TokenManager:
             and failure.access_token == grant.access_token
             and failure.at >= since
         ):
+            return failure
+        return None
+
+    def _raise_failure_since(self, grant: Grant, since: float) -> None:
+        """Raise :meth:`_failure_since`'s failure, if any: its answer is shared.
+
+        :raises PlatformUnavailable: that failure.
+        """
+        failure = self._failure_since(grant, since)
+        if failure is not None:
             raise PlatformUnavailable(str(failure.error), retry_after=failure.error.retry_after)
 
     def _follow_lease(self, found: Grant, now: float, since: float, pause: float) -> float:
@@ -599,10 +646,11 @@ class TokenManager:
             return "The single-session tokens were refused; configure a new pair"
         return "The Flexmls sign-in has ended; sign in again"
 
-    def _refresh_leased(self, current: Grant) -> tuple[Grant, bool]:
-        """Take the lease (or wait for its holder), then refresh at the platform."""
-        key = current.key
-        stale = current.access_token
+    def _refresh_leased(self, grant: Grant) -> tuple[Grant, bool]:
+        """Take the lease of ``grant``'s tokens (or wait for its holder), then refresh at
+        the platform."""
+        key = grant.key
+        stale = grant.access_token
         holder = new_secret()
         waited_since = time.monotonic()
         pause = _POLL_FIRST
@@ -619,7 +667,15 @@ class TokenManager:
             if won:
                 break
             pause = self._follow_lease(found, now, waited_since, pause)
-        keeper = _LeaseKeeper(self.store, key, stale, holder, self.lease_seconds)
+        keeper = _LeaseKeeper(
+            self.store,
+            key,
+            stale,
+            holder,
+            self.lease_seconds,
+            now + self.lease_seconds,
+            extend=self.extend_leases,
+        )
         try:
             tokens = self.grants.refresh(
                 found.refresh_token, found.redirect_uri or self.config.redirect_uri or ""
