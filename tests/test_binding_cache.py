@@ -6,6 +6,9 @@ workers."""
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +22,7 @@ from flask import Flask
 from flask_spark import spark_account, spark_api
 from flask_spark.stores.base import TOUCH_INTERVAL, rate_bucket
 from flask_spark.stores.redis import RedisGrantStore
-from flask_spark.stores.watch import RedisWatch
+from flask_spark.stores.watch import RedisWatch, SQLiteWatch
 from flask_spark.testing import ACCOUNTS, SparkPlatform
 from flask_spark.tokens import BindingCache
 
@@ -242,3 +245,53 @@ def test_a_watch_that_goes_silent_is_given_up(
         redis_client.client_unpause()
     watch.retry_after = 0.0
     assert watch.version() is not None  # connected again
+
+
+# -- the SQLite watch ----------------------------------------------------------------------
+
+_COMMIT = (
+    "import sqlite3, sys\n"
+    "connection = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "for statement in sys.argv[2:]:\n"
+    "    connection.execute(statement)\n"
+    "connection.close()\n"
+)
+
+
+def commit_elsewhere(path: Path, *statements: str) -> None:
+    """Run ``statements`` on ``path`` in another process, each its own commit."""
+    subprocess.run([sys.executable, "-c", _COMMIT, str(path), *statements], check=True)
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_the_sqlite_watch_sees_every_commit_of_another_process(
+    tmp_path: Path, journal: str
+) -> None:
+    """In WAL mode (how Flask-Spark opens its files) the watch reads the WAL index's
+    header; in a rollback-journal file, ``data_version``. Either way each commit made
+    elsewhere is a new version, and nothing else is."""
+    path = tmp_path / "grants.sqlite3"
+    commit_elsewhere(path, f"PRAGMA journal_mode = {journal}", "CREATE TABLE t (x)")
+    watch = SQLiteWatch(str(path))
+    seen = [watch.version()]
+    assert seen[0] is not None
+    assert watch.version() == seen[0]  # nothing committed: the same version
+    for statements in [
+        ["INSERT INTO t VALUES (1)"],
+        ["UPDATE t SET x = 2"],
+        ["PRAGMA wal_checkpoint(TRUNCATE)", "INSERT INTO t VALUES (3)"],  # the WAL anew
+        ["DELETE FROM t"],
+        ["INSERT INTO t VALUES (4)"],
+    ]:
+        commit_elsewhere(path, *statements)
+        version = watch.version()
+        assert version is not None
+        assert version not in seen
+        assert watch.version() == version
+        seen.append(version)
+    # A connection of this process commits: a change too.
+    own = sqlite3.connect(path, isolation_level=None)
+    own.execute("INSERT INTO t VALUES (5)")
+    own.close()
+    assert watch.version() not in seen
+    watch.close()

@@ -358,8 +358,8 @@ class SQLGrantStore:
         return f"<SQLGrantStore {self.engine.url.get_backend_name()}>"
 
     def changes(self) -> SQLiteWatch | None:
-        """A file's ``data_version`` on SQLite; ``None`` on database servers, whose
-        readers go to the database on each request."""
+        """A watch of the file's commits on SQLite (:class:`~.watch.SQLiteWatch`); ``None``
+        on database servers, whose readers go to the database on each request."""
         return self._watch
 
     def _same(self, column: sa.ColumnElement[Any], value: str | None) -> sa.ColumnElement[bool]:

@@ -1,6 +1,7 @@
 """How a process learns that bindings or grants changed elsewhere
 (:class:`~flask_spark.stores.base.ChangeWatch`), so that it can serve what it read from
-memory until they do: an SQLite file's ``data_version``, and Redis's client tracking.
+memory until they do: an SQLite file's WAL index (or ``data_version``), and Redis's client
+tracking.
 
 Each watch says ``None`` whenever it cannot vouch for what it saw (not connected yet, a
 connection lost, a forked child): every request then reads the store, as without one.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -22,10 +24,60 @@ if TYPE_CHECKING:
 __all__ = ["RedisWatch", "SQLiteWatch"]
 
 
+#: SQLite's unix VFS keeps a WAL-mode file's WAL index in ``<file>-shm``. It begins with
+#: two copies of a 48-byte header, which every commit rewrites (the second copy first),
+#: and whose first field is the index format's version ("The WAL-Index Header" in
+#: https://www.sqlite.org/walformat.html).
+_WAL_INDEX_HEADER = 48
+_WAL_INDEX_FORMAT = 3007000
+
+# Descriptors of -shm files, one per file (device and inode) and process, never closed:
+# closing any descriptor of a file releases every POSIX lock the process holds on it,
+# which would take away the locks SQLite's own connections of this process hold there.
+# (One of a file that was deleted and made anew, which no connection can use any more,
+# is closed.) Kept through a fork: a descriptor is as good in the child.
+_shm_lock = threading.Lock()
+_shm_files: dict[str, int] = {}
+
+
+def _wal_index(path: str) -> int | None:
+    """A descriptor to read the WAL index header of the SQLite file ``path`` with, or
+    ``None`` when there is none to read (not in WAL mode, another VFS, another
+    system)."""
+    if not hasattr(os, "pread"):  # pragma: no cover - POSIX has it
+        return None
+    shm = f"{path}-shm"
+    with _shm_lock:
+        try:
+            now = os.stat(shm)
+        except OSError:
+            return None
+        fd = _shm_files.get(shm)
+        if fd is not None:
+            held = os.fstat(fd)
+            if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+                return fd
+            os.close(fd)  # of a file that is gone: no lock of any connection is on it
+            del _shm_files[shm]
+        try:
+            fd = os.open(shm, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        _shm_files[shm] = fd
+        return fd
+
+
 class SQLiteWatch:
-    """The ``data_version`` of a connection of its own to an SQLite file, which changes
-    whenever any other connection (of this process or another) commits. It is read in
-    the shared memory of the WAL index, without a transaction or a disk read.
+    """Tells when any connection, of this process or another, commits to an SQLite
+    file: from the header of its WAL index, which every commit rewrites, else from the
+    file's ``data_version``.
+
+    The header is what SQLite's own readers look at to learn of a commit: reading it
+    costs one ``pread`` of 96 bytes, where ``PRAGMA data_version`` runs a statement and
+    takes the WAL's read locks (measured between requests: about 10 microseconds against
+    35). It is used only while a connection of this watch holds the file open,
+    so SQLite can neither remove the index nor make it anew; a header in the middle of
+    a commit (its two copies differ) tells nothing, and the request reads the store.
 
     Coarse: any commit, of any table, counts as a change.
     """
@@ -36,6 +88,7 @@ class SQLiteWatch:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._epoch = 0  # a new connection numbers its versions anew
+        self._shm: int | None = None
 
     def __repr__(self) -> str:
         return "<SQLiteWatch>"
@@ -50,17 +103,46 @@ class SQLiteWatch:
                     )
                     self._pid = os.getpid()
                     self._epoch += 1
+                    # A first read: the connection now holds the file (and its WAL
+                    # index) open for as long as it lives.
+                    self._conn.execute("PRAGMA data_version").fetchone()
+                    self._shm = self._header_source()
+                if self._shm is not None:
+                    header = os.pread(self._shm, 2 * _WAL_INDEX_HEADER, 0)
+                    if header[:_WAL_INDEX_HEADER] != header[_WAL_INDEX_HEADER:]:
+                        return None  # a commit is writing it
+                    return self._epoch, int.from_bytes(header[:_WAL_INDEX_HEADER], "little")
                 (value,) = self._conn.execute("PRAGMA data_version").fetchone()
-            except sqlite3.Error:
+            except (sqlite3.Error, OSError):
                 self._conn = None
                 return None
             return self._epoch, int(value)
+
+    def _header_source(self) -> int | None:
+        """The WAL index to read headers from, if this file has one SQLite is using."""
+        assert self._conn is not None
+        (mode,) = self._conn.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() != "wal":
+            return None
+        fd = _wal_index(self._path)
+        if fd is None:
+            return None
+        header = os.pread(fd, 2 * _WAL_INDEX_HEADER, 0)
+        first = header[:_WAL_INDEX_HEADER]
+        if (
+            len(header) < 2 * _WAL_INDEX_HEADER
+            or int.from_bytes(first[:4], sys.byteorder) != _WAL_INDEX_FORMAT
+            or not first[12]  # isInit
+        ):
+            return None
+        return fd
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+            self._shm = None
 
 
 #: The connection settings a watch connection copies from the store's client.
