@@ -177,7 +177,10 @@ def simulate(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]
 @pytest.mark.slow
 def test_simulate_serves_the_apps_keys_and_prints_the_settings_to_use(
     simulate: tuple[subprocess.Popen[str], list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # the quickstart app keeps its sessions in ./sessions
     process, printed = simulate
     assert re.fullmatch(
         r"Spark platform simulator listening on https://127\.0\.0\.1:\d+ \(Ctrl-C to stop\)\.",
