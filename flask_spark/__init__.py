@@ -8,9 +8,9 @@ from importlib.metadata import version as _version
 from .account import SparkAccount
 from .admin import GrantAdmin, GrantInfo
 from .client import SparkClient, SparkResponse
+from .context import spark_account, spark_api, spark_login_required, spark_user
 from .errors import (
     ConfigurationError,
-    GrantError,
     IdTokenRejected,
     NotSignedIn,
     PlatformUnavailable,
@@ -18,16 +18,10 @@ from .errors import (
     ReauthenticationRequired,
     SparkAPIError,
     SparkError,
+    SparkWarning,
     StoreUnavailable,
 )
-from .extension import (
-    Spark,
-    SparkWarning,
-    spark_account,
-    spark_api,
-    spark_login_required,
-    spark_user,
-)
+from .extension import Spark
 from .signals import logged_out, login_failed, token_obtained, token_refreshed
 from .stores import GrantStore, MemoryGrantStore
 from .stores.redis import RedisGrantStore
@@ -41,7 +35,6 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was never 
 __all__ = [
     "ConfigurationError",
     "GrantAdmin",
-    "GrantError",
     "GrantInfo",
     "GrantStore",
     "IdTokenRejected",

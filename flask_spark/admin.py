@@ -6,13 +6,10 @@ Reached as :attr:`flask_spark.Spark.grants` and through ``flask spark grants``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .account import SparkAccount
 from .config import DEFAULT_INSTANCE
-
-if TYPE_CHECKING:
-    from .extension import SparkState
+from .instance import Instance
 
 
 @dataclass(frozen=True)
@@ -38,21 +35,21 @@ class GrantInfo:
 class GrantAdmin:
     """The grants of one instance's key (and role) in its grant store."""
 
-    def __init__(self, state: SparkState) -> None:
-        self._state = state
+    def __init__(self, instance: Instance) -> None:
+        self._instance = instance
 
     def __repr__(self) -> str:
-        return f"<GrantAdmin {self._state.config.client_id!r}>"
+        return f"<GrantAdmin {self._instance.config.client_id!r}>"
 
     def _mine(self, scope: str) -> bool:
         """Whether a grant of ``scope`` is of this instance's role (two instances may
         share a key)."""
-        role = self._state.config.role
+        role = self._instance.config.role
         return scope.startswith("vow/") if role == "vow" else scope == role
 
     def list(self) -> list[GrantInfo]:
         """Every grant of this instance's key and role, the most recently used first."""
-        tokens = self._state.tokens
+        tokens = self._instance.tokens
         found = [
             GrantInfo(
                 account_id=grant.key.account_id,
@@ -62,9 +59,9 @@ class GrantAdmin:
                 created_at=grant.created_at,
                 last_used_at=grant.last_used_at,
                 ended=grant.ended,
-                instance=self._state.name,
+                instance=self._instance.name,
             )
-            for grant in tokens.store.grants(self._state.config.client_id)
+            for grant in tokens.stored_grants()
             if grant.key != tokens.app_key and self._mine(grant.key.scope)
         ]
         found.sort(key=lambda info: (-info.last_used_at, info.account_id, info.scope))
@@ -79,6 +76,8 @@ class GrantAdmin:
         ended = 0
         for info in self.list():
             if info.account_id == account_id and scope in (None, info.scope):
-                grant, _ = self._state.tokens.end(self._state.tokens.key(account_id, info.scope))
+                grant, _ = self._instance.tokens.end(
+                    self._instance.tokens.key(account_id, info.scope)
+                )
                 ended += grant is not None
         return ended

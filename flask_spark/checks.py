@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from .errors import GrantError, IdTokenRejected, PlatformUnavailable, RateLimited, SparkError
-
-if TYPE_CHECKING:
-    from .extension import SparkState
+from .errors import IdTokenRejected, PlatformUnavailable, RateLimited, SparkError
+from .grant import GrantError
+from .instance import Instance
 
 __all__ = ["Finding", "check_instance"]
 
@@ -41,14 +39,14 @@ def _mismatch(redirect_uri: str, client_id: str) -> str:
     )
 
 
-def check_instance(state: SparkState, redirect_uri: str, portal: str | None) -> list[Finding]:
+def check_instance(instance: Instance, redirect_uri: str, portal: str | None) -> list[Finding]:
     """Check one Spark instance: its settings, the authorization endpoint, the token
     endpoint (with a made-up code) and the API.
 
     :param redirect_uri: the callback URL sign-ins of this instance send.
     :param portal: the VOW portal to try (VOW role), when the settings do not name one.
     """
-    config = state.config
+    config = instance.config
     flow = "OpenID Connect" if config.auth_flow == "openid" else "OAuth 2"
     findings = [
         Finding(
@@ -58,24 +56,24 @@ def check_instance(state: SparkState, redirect_uri: str, portal: str | None) -> 
             f"API {config.api_url}, redirect URI {redirect_uri}",
         )
     ]
-    findings.append(_authorization(state, redirect_uri, portal or config.portal))
-    findings.append(_token_endpoint(state, redirect_uri))
-    findings.append(_api(state))
+    findings.append(_authorization(instance, redirect_uri, portal or config.portal))
+    findings.append(_token_endpoint(instance, redirect_uri))
+    findings.append(_api(instance))
     return findings
 
 
-def _authorization(state: SparkState, redirect_uri: str, portal: str | None) -> Finding:
+def _authorization(instance: Instance, redirect_uri: str, portal: str | None) -> Finding:
     what = "authorization endpoint"
-    if state.config.role == "vow" and not portal:
+    if instance.config.role == "vow" and not portal:
         return Finding(
             True, what, "not tried: a VOW key signs in per portal; name one with --portal"
         )
     try:
-        url = state.grants.authorization_url(
+        url = instance.grants.authorization_url(
             redirect_uri, f"flask-spark-check-{secrets.token_hex(8)}", portal, "check"
         )
-        reply = state.transport.request(
-            "GET", url, headers={"User-Agent": state.config.user_agent}
+        reply = instance.transport.request(
+            "GET", url, headers={"User-Agent": instance.config.user_agent}
         )
     except SparkError as exc:
         return Finding(False, what, f"could not be reached: {exc}")
@@ -95,17 +93,17 @@ def _authorization(state: SparkState, redirect_uri: str, portal: str | None) -> 
         return Finding(True, what, f"{where} answers, sending the browser to its sign-in")
     text = reply.body[:20000].decode("utf-8", "replace")
     if "redirect_uri_mismatch" in text:
-        return Finding(False, what, _mismatch(redirect_uri, state.config.client_id))
+        return Finding(False, what, _mismatch(redirect_uri, instance.config.client_id))
     if 200 <= reply.status < 300:
         return Finding(True, what, f"{where} answers with its sign-in page")
     return Finding(False, what, f"{where} answered HTTP {reply.status}")
 
 
-def _token_endpoint(state: SparkState, redirect_uri: str) -> Finding:
+def _token_endpoint(instance: Instance, redirect_uri: str) -> Finding:
     what = "token endpoint"
     code = f"flask-spark-check-{secrets.token_hex(8)}"
     try:
-        tokens, _ = state.grants.sign_in(code, redirect_uri, "flask-spark-check")
+        tokens, _ = instance.grants.sign_in(code, redirect_uri, "flask-spark-check")
     except GrantError as exc:
         if exc.error in _KEY_REFUSED:
             return Finding(
@@ -114,7 +112,7 @@ def _token_endpoint(state: SparkState, redirect_uri: str) -> Finding:
                 f"refused the key ({exc.error}): check SPARK_CLIENT_ID and SPARK_CLIENT_SECRET",
             )
         if exc.error == "redirect_uri_mismatch":
-            return Finding(False, what, _mismatch(redirect_uri, state.config.client_id))
+            return Finding(False, what, _mismatch(redirect_uri, instance.config.client_id))
         return Finding(True, what, f"accepted the key (it refused the made-up code: {exc.error})")
     except RateLimited:
         return Finding(False, what, "not tried: the key's rate budget has no room now")
@@ -122,20 +120,20 @@ def _token_endpoint(state: SparkState, redirect_uri: str) -> Finding:
         return Finding(False, what, f"gave tokens for a made-up code ({exc.reason})")
     except PlatformUnavailable as exc:
         return Finding(False, what, f"could not be reached: {exc}")
-    state.grants.revoke(tokens.access_token, tokens.refresh_token)
+    instance.grants.revoke(tokens.access_token, tokens.refresh_token)
     return Finding(False, what, "gave tokens for a made-up code: this is not the platform")
 
 
-def _api(state: SparkState) -> Finding:
+def _api(instance: Instance) -> Finding:
     what = "API"
-    url = f"{state.config.api_url}/v1/system"
+    url = f"{instance.config.api_url}/v1/system"
     try:
-        reply = state.transport.request(
+        reply = instance.transport.request(
             "GET",
             url,
             headers={
                 "Accept": "application/json",
-                "X-SparkApi-User-Agent": state.config.user_agent,
+                "X-SparkApi-User-Agent": instance.config.user_agent,
             },
         )
         body = reply.json()

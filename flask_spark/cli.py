@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -15,9 +15,9 @@ from werkzeug.routing import BuildError
 
 from .admin import GrantAdmin
 from .checks import check_instance
+from .instance import Instance, instances
 
 if TYPE_CHECKING:
-    from .extension import SparkState
     from .testing.server import SimulatorServer
 
 
@@ -39,23 +39,23 @@ _INSTANCE_OPTION = click.option(
 )
 
 
-def _states(instance: str | None) -> list[SparkState]:
-    """The state of every Spark instance on the app, or of ``instance``."""
-    states: dict[str, Any] = current_app.extensions.get("spark.instances") or {}
-    if not states:
+def _instances(name: str | None) -> list[Instance]:
+    """Every Spark instance on the app, or the one named ``name``."""
+    found = instances()
+    if not found:
         raise click.ClickException("Flask-Spark is not set up on this app")
-    if instance is None:
-        return list(states.values())
-    if instance not in states:
+    if name is None:
+        return list(found.values())
+    if name not in found:
         raise click.ClickException(
-            f"No Spark instance named {instance!r} (there are: {', '.join(sorted(states))})"
+            f"No Spark instance named {name!r} (there are: {', '.join(sorted(found))})"
         )
-    return [states[instance]]
+    return [found[name]]
 
 
 def _admins(instance: str | None) -> list[GrantAdmin]:
     """The grant admins of every instance on the app, or of ``instance``."""
-    return [GrantAdmin(state) for state in _states(instance)]
+    return [GrantAdmin(found) for found in _instances(instance)]
 
 
 _APP_URL_OPTION = click.option(
@@ -68,15 +68,15 @@ _APP_URL_OPTION = click.option(
 )
 
 
-def _callback_urls(state: SparkState, app_url: str) -> list[str]:
-    """The redirect URIs sign-ins of ``state`` send when the app is served at ``app_url``:
+def _callback_urls(instance: Instance, app_url: str) -> list[str]:
+    """The redirect URIs sign-ins of ``instance`` send when the app is served at ``app_url``:
     ``SPARK_REDIRECT_URI``, else the blueprint's ``/callback`` there (and on ``localhost``
     too for ``127.0.0.1``). None when the callback's URL needs a portal."""
-    if state.config.redirect_uri:
-        return [state.config.redirect_uri]
+    if instance.config.redirect_uri:
+        return [instance.config.redirect_uri]
     with current_app.test_request_context(base_url=app_url):
         try:
-            url = current_app.url_for(f"{state.name}.callback", _external=True)
+            url = current_app.url_for(f"{instance.name}.callback", _external=True)
         except BuildError:  # url_prefix="/<portal>": one callback per portal
             return []
     parts = urlsplit(url)
@@ -102,7 +102,7 @@ def list_grants(instance: str | None) -> None:
     if not rows:
         click.echo("No grants.")
         return
-    several = len(current_app.extensions.get("spark.instances") or {}) > 1
+    several = len(instances()) > 1
     first = f"{'INSTANCE':<12} " if several else ""
     click.echo(f"{first}{'ACCOUNT':<28} {'SCOPE':<24} {'EXPIRES':<16} {'LAST USED':<16} NAME")
     for info in rows:
@@ -140,19 +140,19 @@ def check(app_url: str, portal: str | None, instance: str | None) -> None:
     """Check the settings against the platform: the authorization endpoint (and whether it
     takes this app's redirect URI), the key at the token endpoint, and the API."""
     failed = 0
-    for state in _states(instance):
-        urls = _callback_urls(state, app_url)
+    for found in _instances(instance):
+        urls = _callback_urls(found, app_url)
         if not urls and portal:
             with current_app.test_request_context(base_url=app_url):
                 urls = [
-                    current_app.url_for(f"{state.name}.callback", portal=portal, _external=True)
+                    current_app.url_for(f"{found.name}.callback", portal=portal, _external=True)
                 ]
         if not urls:
             raise click.ClickException(
-                f"The {state.name!r} instance's callback URL needs a portal: pass --portal"
+                f"The {found.name!r} instance's callback URL needs a portal: pass --portal"
             )
-        click.echo(f"{state.name} (key {state.config.client_id}):")
-        for finding in check_instance(state, urls[0], portal):
+        click.echo(f"{found.name} (key {found.config.client_id}):")
+        for finding in check_instance(found, urls[0], portal):
             failed += not finding.ok
             mark = "ok  " if finding.ok else "FAIL"
             click.echo(f"  {mark} {finding.what}: {finding.detail}")
@@ -195,10 +195,10 @@ def simulate(
     if not is_loopback(host):
         raise click.BadParameter(f"must be a loopback address, not {host!r}", param_hint="--host")
     clients: dict[str, tuple[str, list[str]]] = {}
-    for state in _states(None):
-        uris = list(redirect_uris) or _callback_urls(state, app_url)
+    for found in _instances(None):
+        uris = list(redirect_uris) or _callback_urls(found, app_url)
         secret, known = clients.setdefault(
-            state.config.client_id, (state.config.client_secret, [])
+            found.config.client_id, (found.config.client_secret, [])
         )
         known.extend(uri for uri in uris if uri not in known)
     if not any(uris for _, uris in clients.values()):

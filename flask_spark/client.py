@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from flask import Flask
+from flask import current_app
 
-from .config import DEFAULT_INSTANCE, SparkConfig
 from .errors import (
     NotSignedIn,
     PlatformUnavailable,
@@ -23,12 +22,11 @@ from .errors import (
     SparkAPIError,
     StoreUnavailable,
 )
-from .rate_budget import RateBudget
+from .instance import Instance
 from .signals import token_refreshed
 from .stores.base import Grant
 from .token_format import authorization
-from .tokens import TokenManager
-from .transport import Reply, Transport
+from .transport import Reply
 
 log = logging.getLogger("flask_spark")
 
@@ -74,6 +72,16 @@ class SparkResponse:
         """``D.Pagination`` when ``_pagination=1`` was asked for."""
         value = self.envelope.get("Pagination")
         return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One API call as sent: the URL, the body, and whether it is a ``GET`` sent as a
+    ``POST`` with ``X-HTTP-Method-Override``."""
+
+    url: str
+    body: bytes | None
+    override: bool = False
 
 
 class Replication:
@@ -166,32 +174,23 @@ class SparkClient:
     :data:`~flask_spark.spark_api` makes one per request, and
     :meth:`~flask_spark.Spark.client_for` one per job; not meant to outlive either.
     ``get``/``post``/``put``/``delete`` return ``D.Results``; :meth:`request` returns the
-    whole :class:`SparkResponse`.
+    whole :class:`SparkResponse`. Made by Flask-Spark only, never by an app.
     """
 
-    def __init__(
-        self,
-        app: Flask,
-        config: SparkConfig,
-        transport: Transport,
-        tokens: TokenManager,
-        loader: GrantLoader,
-        budget: RateBudget | None = None,
-        instance: str = DEFAULT_INSTANCE,
-    ) -> None:
-        self._app = app
-        self._instance = instance
-        self._budget = budget
-        self._config = config
-        self._transport = transport
-        self._tokens = tokens
+    def __init__(self, instance: Instance, loader: GrantLoader) -> None:
+        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
+        self._instance = instance.name
+        self._budget = instance.budget
+        self._config = instance.config
+        self._transport = instance.transport
+        self._tokens = instance.tokens
         self._loader = loader
         self._grant: Grant | None = None
         self._is_user = False
         self._loaded = False
         self._base_headers = {
             "Accept": "application/json",
-            "X-SparkApi-User-Agent": config.user_agent,
+            "X-SparkApi-User-Agent": instance.config.user_agent,
         }
 
     def __repr__(self) -> str:
@@ -338,66 +337,12 @@ class SparkClient:
         """
         method = method.upper()
         api_path = _api_path(path)
-        url = base + api_path
-        query = _query(params) if params else ""
-        body = None if data is None else json.dumps({"D": data}).encode()
-        override = False
-        if query:
-            if method == "GET" and len(url) + 1 + len(query) > self._config.max_url_length:
-                # Too long for a URL (HTTP 414): a POST that says it is a GET, the
-                # parameters form-encoded in its body, as FBS's own clients send it.
-                override, body = True, query.encode()
-            else:
-                url = f"{url}?{query}"
-        self._load()
-        if self._grant is None:
-            raise NotSignedIn()
-        if self._grant.ended:
-            raise ReauthenticationRequired(
-                "The single-session tokens were refused; configure a new pair"
-            )
-        personal = self._tokens.is_personal(self._grant)
-        if not personal and self._tokens.is_due(self._grant):
-            try:
-                self._refresh()
-            except (PlatformUnavailable, StoreUnavailable):
-                # Early, inside the leeway: the current token still works, so use it; a
-                # real expiry comes back as 1020 and is refreshed then.
-                if time.time() >= self._grant.expires_at:
-                    raise
-        elif not personal and self._tokens.refreshing(self._grant):
-            # Another request is refreshing this grant: wait for its tokens rather than
-            # send a call the platform would refuse (and count). If that refresh fails,
-            # its answer is this call's too, as for the calls queued behind it after a
-            # 1020: the platform may have taken the refresh token after all.
-            self._grant = self._tokens.settled(self._grant)
-        reply = self._send(method, url, body, override=override)
-        # At most two retries and one refresh at the platform: a token another request
-        # stored may itself have expired since, but a token just refreshed is final.
-        if personal and reply.status == 401:
-            raise ReauthenticationRequired(
-                "The platform refused the personal access token: replace SPARK_ACCESS_TOKEN "
-                "(there is nothing to refresh)"
-            )
-        for _ in range(2):
-            if reply.status != 401:
-                break
-            renewal = self._renew(self._code(reply))
-            if renewal is None:
-                break
-            reply = self._send(method, url, body, override=override)
-            if renewal == "refreshed":
-                break
-        if reply.status == 401:  # the body is read once more below: only for this status
-            code = self._code(reply)
-            if code == CODE_TOKEN_EXPIRED:
-                raise ReauthenticationRequired("The platform still reports the token expired")
-            if code == CODE_INVALID_KEY:
-                # The grant was revoked (sign-out elsewhere, or at the platform).
-                self._tokens.discard(self._grant)
-                raise ReauthenticationRequired("The platform no longer accepts this sign-in")
+        call = self._prepare(method, base + api_path, params, data)
+        self._ready_grant()
+        reply = self._send_renewing(method, call)
+        self._drop_if_revoked(reply)
         try:
-            return _result(reply, self._grant.access_token)
+            return _result(reply, self._grant.access_token if self._grant else "")
         except (SparkAPIError, PlatformUnavailable) as exc:
             log.warning(
                 "Spark API call failed: %s %s answered HTTP %s, code %s, request id %s",
@@ -408,6 +353,89 @@ class SparkClient:
                 reply.request_id or "none",
             )
             raise
+
+    def _prepare(
+        self, method: str, url: str, params: Mapping[str, Any] | None, data: Any
+    ) -> _Call:
+        """The call as it goes on the wire: its URL and body, and whether a ``GET`` too
+        long for a URL (HTTP 414) goes as a ``POST`` that says it is a ``GET``, the
+        parameters form-encoded in its body, as FBS's own clients send it."""
+        query = _query(params) if params else ""
+        body = None if data is None else json.dumps({"D": data}).encode()
+        if not query:
+            return _Call(url, body)
+        if method == "GET" and len(url) + 1 + len(query) > self._config.max_url_length:
+            return _Call(url, query.encode(), override=True)
+        return _Call(f"{url}?{query}", body)
+
+    def _ready_grant(self) -> None:
+        """Load the grant and make its token fit to send: refreshed when due, or the
+        new one when another request is refreshing it.
+
+        :raises NotSignedIn: there is no grant.
+        :raises ReauthenticationRequired: the app-wide grant has ended.
+        """
+        self._load()
+        if self._grant is None:
+            raise NotSignedIn()
+        if self._grant.ended:
+            raise ReauthenticationRequired(
+                "The single-session tokens were refused; configure a new pair"
+            )
+        if self._tokens.is_personal(self._grant):
+            return
+        if self._tokens.is_due(self._grant):
+            try:
+                self._refresh()
+            except (PlatformUnavailable, StoreUnavailable):
+                # Early, inside the leeway: the current token still works, so use it; a
+                # real expiry comes back as 1020 and is refreshed then.
+                if time.time() >= self._grant.expires_at:
+                    raise
+        elif self._tokens.refreshing(self._grant):
+            # Another request is refreshing this grant: wait for its tokens rather than
+            # send a call the platform would refuse (and count). If that refresh fails,
+            # its answer is this call's too, as for the calls queued behind it after a
+            # 1020: the platform may have taken the refresh token after all.
+            self._grant = self._tokens.settled(self._grant)
+
+    def _send_renewing(self, method: str, call: _Call) -> Reply:
+        """Send the call; after a 401, renew the token and send it again: at most two
+        retries and one refresh at the platform (a token another request stored may
+        itself have expired since, but a token just refreshed is final)."""
+        assert self._grant is not None
+        reply = self._send(method, call)
+        if reply.status == 401 and self._tokens.is_personal(self._grant):
+            raise ReauthenticationRequired(
+                "The platform refused the personal access token: replace SPARK_ACCESS_TOKEN "
+                "(there is nothing to refresh)"
+            )
+        for _ in range(2):
+            if reply.status != 401:
+                break
+            renewal = self._renew(self._code(reply))
+            if renewal is None:
+                break
+            reply = self._send(method, call)
+            if renewal == "refreshed":
+                break
+        return reply
+
+    def _drop_if_revoked(self, reply: Reply) -> None:
+        """A 401 that renewing did not cure ends the sign-in: with code 1000 the grant was
+        revoked (signed out elsewhere, or at the platform) and is dropped.
+
+        :raises ReauthenticationRequired: for codes 1020 and 1000.
+        """
+        if reply.status != 401:  # the body is read once more: only for this status
+            return
+        code = self._code(reply)
+        if code == CODE_TOKEN_EXPIRED:
+            raise ReauthenticationRequired("The platform still reports the token expired")
+        if code == CODE_INVALID_KEY:
+            assert self._grant is not None
+            self._tokens.discard(self._grant)
+            raise ReauthenticationRequired("The platform no longer accepts this sign-in")
 
     # -- internals ------------------------------------------------------------------
 
@@ -447,9 +475,10 @@ class SparkClient:
             )
         return refreshed
 
-    def _send(self, method: str, url: str, body: bytes | None, *, override: bool = False) -> Reply:
+    def _send(self, method: str, call: _Call) -> Reply:
         """Send the call, retrying an idempotent one that was answered 429/503/1550.
-        With ``override``, a ``GET`` goes as a ``POST`` whose body holds its query."""
+        With :attr:`_Call.override`, a ``GET`` goes as a ``POST`` whose body holds its
+        query."""
         assert self._grant is not None
         headers = dict(self._base_headers)
         try:
@@ -461,17 +490,17 @@ class SparkClient:
             # Checked where it entered; a record changed behind our back is no sign-in.
             raise ReauthenticationRequired("The stored sign-in is unusable") from None
         wire = method
-        if override:
+        if call.override:
             wire = "POST"
             headers["X-HTTP-Method-Override"] = "GET"
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif body is not None:
+        elif call.body is not None:
             headers["Content-Type"] = "application/json"
         attempts = 1 + (self._config.retries if method in _IDEMPOTENT else 0)
         for attempt in range(attempts):
             if self._budget is not None:
                 self._budget.spend()
-            reply = self._transport.request(wire, url, headers=headers, body=body)
+            reply = self._transport.request(wire, call.url, headers=headers, body=call.body)
             if attempt + 1 == attempts or not self._retryable(reply):
                 return reply
             wait = reply.retry_after()

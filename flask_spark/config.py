@@ -122,6 +122,18 @@ class SparkConfig:
         return self.access_token is not None and self.refresh_token is None
 
 
+def default_scope(config: SparkConfig) -> str:
+    """The scope of the configured role: ``idx``, ``private`` or ``vow/<SPARK_PORTAL>``.
+
+    :raises ValueError: a VOW app without ``SPARK_PORTAL``.
+    """
+    if config.role != "vow":
+        return config.role
+    if config.portal is None:
+        raise ValueError('name the scope ("vow/<portal>"): SPARK_PORTAL is not set')
+    return f"vow/{config.portal}"
+
+
 def normalize_portal(name: str, key: str = "SPARK_PORTAL") -> str:
     """Validate a VOW portal name and return it lowercased, as the platform's URL wants it.
 

@@ -8,7 +8,6 @@ The tree::
      │    └── ReauthenticationRequired   the platform refused the refresh token
      ├── SparkAPIError               the API answered with a Spark error envelope
      │    └── RateLimited            code 1550, with the platform's Retry-After
-     ├── GrantError                  the grant endpoint refused a code or refresh token
      ├── PlatformUnavailable         timeout, connection error, 5xx or an unreadable body
      └── StoreUnavailable            the session or grant store did not answer
 
@@ -23,6 +22,10 @@ from typing import Any
 
 class SparkError(Exception):
     """Root of every Flask-Spark error."""
+
+
+class SparkWarning(UserWarning):
+    """A configuration that works but will hurt (such as ``SameSite=Strict``)."""
 
 
 class ConfigurationError(SparkError, ValueError):
@@ -111,26 +114,6 @@ class RateLimited(SparkAPIError):
         super().__init__(status, code, message, details, request_id)
         self.retry_after = retry_after
         self.from_budget = from_budget
-
-
-class GrantError(SparkError):
-    """The grant endpoint (``/v1/oauth2/grant``) refused a code or a refresh token.
-
-    :param status: HTTP status of the answer.
-    :param error: the OAuth ``error`` value, such as ``invalid_grant``.
-    :param description: the platform's ``error_description``.
-    """
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        self.status = status
-        self.error = error
-        self.description = description
-        super().__init__(f"Grant refused ({error}, HTTP {status}): {description}")
-
-    @property
-    def ends_grant(self) -> bool:
-        """Whether this answer means the tokens are dead for good."""
-        return self.error in {"invalid_grant", "invalid_client"}
 
 
 class IdTokenRejected(SparkError):

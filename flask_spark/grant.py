@@ -19,7 +19,7 @@ from urllib.parse import quote
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 
 from .config import SparkConfig
-from .errors import GrantError, PlatformUnavailable
+from .errors import PlatformUnavailable, SparkError
 from .rate_budget import RateBudget
 from .stores.base import Tokens
 from .token_format import authorization, is_token
@@ -40,6 +40,30 @@ ACCOUNT_ANSWER_LIMIT = 1024 * 1024
 _MAX_DESCRIPTION = 300
 #: What an account ``Id`` (or an OpenID ``sub``) may look like.
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+class GrantError(SparkError):
+    """The grant endpoint (``/v1/oauth2/grant``) refused a code or a refresh token.
+
+    Internal: the views answer it with the sign-in failed page, and a refresh with
+    :class:`~flask_spark.errors.ReauthenticationRequired` or
+    :class:`~flask_spark.errors.PlatformUnavailable`; it never reaches an app.
+
+    :param status: HTTP status of the answer.
+    :param error: the OAuth ``error`` value, such as ``invalid_grant``.
+    :param description: the platform's ``error_description``.
+    """
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        self.status = status
+        self.error = error
+        self.description = description
+        super().__init__(f"Grant refused ({error}, HTTP {status}): {description}")
+
+    @property
+    def ends_grant(self) -> bool:
+        """Whether this answer means the tokens are dead for good."""
+        return self.error in {"invalid_grant", "invalid_client"}
 
 
 def authorization_url(

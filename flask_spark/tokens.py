@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import SparkConfig
-from .errors import GrantError, PlatformUnavailable, ReauthenticationRequired, StoreUnavailable
-from .grant import GrantClient
+from .errors import PlatformUnavailable, ReauthenticationRequired, StoreUnavailable
+from .grant import GrantClient, GrantError
 from .stores.base import (
     TOUCH_INTERVAL,
     ChangeWatch,
@@ -293,11 +293,22 @@ class TokenManager:
     def __repr__(self) -> str:
         return f"<TokenManager store={self.store!r}>"
 
+    @property
+    def backing_store(self) -> GrantStore:
+        """The store itself, under the sealing: what instances sharing a store share."""
+        inner: GrantStore = getattr(self.store, "inner", self.store)
+        return inner
+
     # -- keys ----------------------------------------------------------------------------
 
     def key(self, account_id: str, scope: str) -> GrantKey:
         """The key of ``account_id``'s grant in ``scope`` for this app's key."""
         return GrantKey(self.config.client_id, account_id, scope)
+
+    def stored_grants(self) -> list[Grant]:
+        """Every grant the store holds for this app's key (any scope, the app-wide one
+        too)."""
+        return list(self.store.grants(self.config.client_id))
 
     @property
     def app_key(self) -> GrantKey | None:

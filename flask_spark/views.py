@@ -16,20 +16,15 @@ from flask import Blueprint, current_app, has_request_context, redirect, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from .context import current_grant, current_scope, forget_current
 from .errors import (
-    GrantError,
     IdTokenRejected,
     PlatformUnavailable,
     RateLimited,
     StoreUnavailable,
 )
-from .extension import (
-    SparkState,
-    current_grant,
-    current_scope,
-    forget_current,
-    serving_state,
-)
+from .grant import GrantError
+from .instance import Instance, serving_instance
 from .pages import clean_description, error_page, private
 from .redirects import safe_next
 from .sessions import (
@@ -39,7 +34,7 @@ from .sessions import (
     store_errors,
 )
 from .signals import logged_out, login_failed, token_obtained
-from .stores.base import GrantKey
+from .stores.base import GrantKey, Tokens
 
 log = logging.getLogger("flask_spark")
 
@@ -55,10 +50,10 @@ def new_state() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _pending_name(state: SparkState, oauth_state: str, sid: str) -> str:
+def _pending_name(instance: Instance, oauth_state: str, sid: str) -> str:
     """Where a pending sign-in is filed: its state and the session that started it (and
     the instance, but for the default one)."""
-    return state.slot(f"{oauth_state}\x00{sid}")
+    return instance.slot(f"{oauth_state}\x00{sid}")
 
 
 def make_blueprint(name: str) -> Blueprint:
@@ -83,13 +78,13 @@ def _keep_prefix_values(endpoint: str, values: dict[str, Any]) -> None:
         return
 
 
-def _redirect_uri(state: SparkState) -> str:
-    return state.config.redirect_uri or url_for(f"{state.name}.callback", _external=True)
+def _redirect_uri(instance: Instance) -> str:
+    return instance.config.redirect_uri or url_for(f"{instance.name}.callback", _external=True)
 
 
-def _landing(state: SparkState) -> str:
+def _landing(instance: Instance) -> str:
     """``SPARK_LOGIN_REDIRECT``; a path is taken within the app's mount point."""
-    target = state.config.login_redirect
+    target = instance.config.login_redirect
     if safe_next(target) is not None:
         return request.script_root + target
     return target
@@ -99,25 +94,25 @@ def login(**_prefix_values: Any) -> Response:
     """Start a sign-in: remember a fresh state in the grant store, bound to this browser
     session, then redirect to the platform."""
     require_session_store()
-    state = serving_state()
-    scope, portal = current_scope(state)
-    redirect_uri = _redirect_uri(state)
+    instance = serving_instance()
+    scope, portal = current_scope(instance)
+    redirect_uri = _redirect_uri(instance)
     oauth_state = new_state()
-    nonce = new_state() if state.config.auth_flow == "openid" else None
+    nonce = new_state() if instance.config.auth_flow == "openid" else None
     try:
         # OpenID Connect: the discovered endpoint (read before anything is filed).
-        target = state.grants.authorization_url(redirect_uri, oauth_state, portal, nonce)
+        target = instance.grants.authorization_url(redirect_uri, oauth_state, portal, nonce)
     except PlatformUnavailable:
         return _failed("platform_unavailable", 502)
-    expires_at = time.time() + state.config.state_lifetime
+    expires_at = time.time() + instance.config.state_lifetime
     # Also gives a new session content, so Flask-Session keeps it and sends its cookie.
     data = browser_data()
     data.logins.append(expires_at)
     data.save()
     # Filed under the state and this session together: another browser presenting the
     # state finds nothing, and cannot use it up either.
-    state.tokens.put_pending(
-        _pending_name(state, oauth_state, session.sid),  # type: ignore[attr-defined]
+    instance.tokens.put_pending(
+        _pending_name(instance, oauth_state, session.sid),  # type: ignore[attr-defined]
         {
             "next": safe_next(args.get("next")) if (args := _args()) is not None else None,
             "scope": scope,
@@ -139,7 +134,7 @@ def _failed(reason: str, status: int, **context: Any) -> Response:
     log.info("Flexmls sign-in failed: %s", reason)
     for _receiver, value in login_failed.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
-        instance=serving_state().name,
+        instance=serving_instance().name,
         reason=reason,
         error=error,
         description=description,
@@ -176,7 +171,7 @@ def _single_params() -> dict[str, str] | None:
     return values
 
 
-def _pending_for(state: SparkState, oauth_state: str) -> tuple[str, dict[str, Any] | None]:
+def _pending_for(instance: Instance, oauth_state: str) -> tuple[str, dict[str, Any] | None]:
     """Take the pending sign-in of ``oauth_state`` if this browser session started it with
     this instance: ``("ok", record)``, ``("expired", record)`` or ``("unknown", None)``."""
     sid = getattr(session, "sid", None)
@@ -185,7 +180,7 @@ def _pending_for(state: SparkState, oauth_state: str) -> tuple[str, dict[str, An
     record = None
     # Under this session's id, or one it had when a sign-in in another tab rotated it.
     for candidate in [sid, *(item[0] for item in reversed(browser_data().previous))]:
-        record = state.tokens.take_pending(_pending_name(state, oauth_state, candidate))
+        record = instance.tokens.take_pending(_pending_name(instance, oauth_state, candidate))
         if record is not None:
             break
     if record is None:
@@ -199,41 +194,52 @@ def callback(**_prefix_values: Any) -> Response:
     """Finish a sign-in: check the state, exchange the code, learn whose grant it is, keep
     it, and bind this browser session to it."""
     require_session_store()
-    state = serving_state()
+    instance = serving_instance()
     params = _single_params()
     if params is None:
         return _failed("bad_request", 400)
-    cookie_came = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
     oauth_state = params.get("state", "")
-    outcome, record = _pending_for(state, oauth_state) if oauth_state else ("unknown", None)
-    retry_url = url_for(f"{state.name}.login", next=record["next"]) if record else None
-
+    outcome, record = _pending_for(instance, oauth_state) if oauth_state else ("unknown", None)
+    retry_url = url_for(f"{instance.name}.login", next=record["next"]) if record else None
     error = params.get("error")
     if error is not None:
-        error = clean_description(error)
-        # The platform's words are shown only for a sign-in this browser started: anyone
-        # can link to /callback with an error_description of their own.
-        description = clean_description(params.get("error_description")) if record else None
-        if error == "access_denied":
-            return _failed(
-                "cancelled", 403, error=error, description=description, retry_url=retry_url
-            )
-        return _failed(
-            "platform_error", 400, error=error, description=description, retry_url=retry_url
-        )
-
+        return _platform_refused(error, params.get("error_description"), record, retry_url)
     if outcome == "expired":
         return _failed("expired_state", 400, retry_url=retry_url)
     if record is None:
-        if not cookie_came:
+        if current_app.config["SESSION_COOKIE_NAME"] not in request.cookies:
             return _failed("no_cookie", 400)
-        return _unknown_state(state)
-
+        return _unknown_state(instance)
     code = params.get("code", "")
     if not _CODE_RE.fullmatch(code):
         return _failed("bad_request", 400)
+    exchanged = _exchange(instance, code, record, retry_url)
+    if isinstance(exchanged, Response):
+        return exchanged
+    return _keep_sign_in(instance, *exchanged, record, retry_url)
+
+
+def _platform_refused(
+    error: str, description: str | None, record: dict[str, Any] | None, retry_url: str | None
+) -> Response:
+    """The platform sent the browser back with an ``error``: the user cancelled, or it
+    could not sign them in."""
+    cleaned = clean_description(error)
+    # The platform's words are shown only for a sign-in this browser started: anyone can
+    # link to /callback with an error_description of their own.
+    shown = clean_description(description) if record else None
+    if cleaned == "access_denied":
+        return _failed("cancelled", 403, error=cleaned, description=shown, retry_url=retry_url)
+    return _failed("platform_error", 400, error=cleaned, description=shown, retry_url=retry_url)
+
+
+def _exchange(
+    instance: Instance, code: str, record: dict[str, Any], retry_url: str | None
+) -> tuple[Tokens, dict[str, Any]] | Response:
+    """Exchange ``code`` at the platform: the tokens and the account they are of, or the
+    page that says why not."""
     try:
-        tokens, account = state.grants.sign_in(code, record["redirect_uri"], record.get("nonce"))
+        return instance.grants.sign_in(code, record["redirect_uri"], record.get("nonce"))
     except GrantError as exc:
         return _failed(
             "exchange_failed",
@@ -252,16 +258,26 @@ def callback(**_prefix_values: Any) -> Response:
     except PlatformUnavailable:
         return _failed("platform_unavailable", 502, retry_url=retry_url)
 
-    key = state.tokens.key(account["Id"], record["scope"])
+
+def _keep_sign_in(
+    instance: Instance,
+    tokens: Tokens,
+    account: dict[str, Any],
+    record: dict[str, Any],
+    retry_url: str | None,
+) -> Response:
+    """Store the exchanged grant, bind this browser to it and go on to the app; a grant
+    that could not be stored is given back to the platform."""
+    key = instance.tokens.key(account["Id"], record["scope"])
     failures: tuple[type[BaseException], ...] = (StoreUnavailable, *store_errors())
     try:
-        state.tokens.sign_in(key, tokens, record["redirect_uri"], account)
+        instance.tokens.sign_in(key, tokens, record["redirect_uri"], account)
     except failures:
         # The code is spent and nothing holds the grant: give it back.
-        state.grants.revoke(tokens.access_token, tokens.refresh_token)
+        instance.grants.revoke(tokens.access_token, tokens.refresh_token)
         return _failed("store_unavailable", 503, retry_url=retry_url)
     try:
-        _bind_session(state, key, record)
+        _bind_session(instance, key, record)
     except failures:
         # The grant is stored (other browsers of the account may share it); this browser
         # is just not bound to it yet.
@@ -269,30 +285,30 @@ def callback(**_prefix_values: Any) -> Response:
     forget_current()
     token_obtained.send(
         current_app._get_current_object(),  # type: ignore[attr-defined]
-        instance=state.name,
+        instance=instance.name,
         scope=record["scope"],
         portal=record["portal"],
         account_id=key.account_id,
     )
-    return private(redirect(record["next"] or _landing(state), 303))
+    return private(redirect(record["next"] or _landing(instance), 303))
 
 
-def _bind_session(state: SparkState, key: GrantKey, record: dict[str, Any]) -> None:
+def _bind_session(instance: Instance, key: GrantKey, record: dict[str, Any]) -> None:
     """Rotate the session id (retiring the old one) and bind the new one to ``key``. What
     the session was bound to before in this scope (another account), or in any other
     scope of this instance with ``SPARK_ONE_PORTAL_PER_SESSION``, is signed out of."""
     data = browser_data()
-    slot = state.slot(key.scope)
+    slot = instance.slot(key.scope)
     replaced = [data.bindings.pop(slot)] if slot in data.bindings else []
-    if state.config.one_portal_per_session:
-        others = [name for name in data.bindings if state.owns(name)]
+    if instance.config.one_portal_per_session:
+        others = [name for name in data.bindings if instance.owns(name)]
         replaced += [data.bindings.pop(name) for name in others]
-    replaced_grants = [state.tokens.resolve(b, state.session_ttl) for b in replaced]
+    replaced_grants = [instance.tokens.resolve(b, instance.session_ttl) for b in replaced]
     old_sid: str = session.sid  # type: ignore[attr-defined]
-    state.tokens.retire_session(old_sid, state.session_ttl)
+    instance.tokens.retire_session(old_sid, instance.session_ttl)
     owned_here(old_sid)
-    data.bindings[slot] = state.tokens.bind(key, state.session_ttl)
-    data.previous.append([old_sid, time.time() + state.config.state_lifetime])
+    data.bindings[slot] = instance.tokens.bind(key, instance.session_ttl)
+    data.previous.append([old_sid, time.time() + instance.config.state_lifetime])
     if record["expires_at"] in data.logins:
         data.logins.remove(record["expires_at"])
     data.save()
@@ -300,28 +316,28 @@ def _bind_session(state: SparkState, key: GrantKey, record: dict[str, Any]) -> N
     owned_here(session.sid)  # type: ignore[attr-defined]
     for binding, grant in zip(replaced, replaced_grants, strict=True):
         if grant is not None and grant.key != key:
-            _sign_out(state, grant.key, binding)
+            _sign_out(instance, grant.key, binding)
         else:
-            state.tokens.unbind(binding)
+            instance.tokens.unbind(binding)
 
 
-def _sign_out(state: SparkState, key: GrantKey, binding: str) -> None:
+def _sign_out(instance: Instance, key: GrantKey, binding: str) -> None:
     """End this browser's sign-in to ``key``: the whole grant with
     ``SPARK_LOGOUT_ENDS_GRANT`` (revoked at the platform), else just the binding."""
-    if state.config.logout_ends_grant:
-        _, confirmed = state.tokens.end(key)
+    if instance.config.logout_ends_grant:
+        _, confirmed = instance.tokens.end(key)
         if not confirmed:
             log.warning("Flexmls did not confirm revoking the grant; signed out locally")
     else:
-        state.tokens.unbind(binding)
+        instance.tokens.unbind(binding)
 
 
-def _unknown_state(state: SparkState) -> Response:
+def _unknown_state(instance: Instance) -> Response:
     """The state is not (or no longer) one this browser may use. A browser signed in
     already (the back button after a sign-in, a reload of the callback) goes on to the
     app; any other is told the link is not recognised."""
-    if current_grant(state) is not None:
-        return private(redirect(_landing(state), 303))
+    if current_grant(instance) is not None:
+        return private(redirect(_landing(instance), 303))
     return _failed("unknown_state", 400)
 
 
@@ -350,19 +366,19 @@ def logout(**_prefix_values: Any) -> Response:
     if not _same_origin():
         return error_page("cross_site", 403, offer_login=False)
     require_session_store()
-    state = serving_state()
-    scope, portal = current_scope(state)
-    grant = current_grant(state)
+    instance = serving_instance()
+    scope, portal = current_scope(instance)
+    grant = current_grant(instance)
     data = browser_data()
-    binding = data.bindings.pop(state.slot(scope), None)
+    binding = data.bindings.pop(instance.slot(scope), None)
     if binding is not None:
         old_sid: str = session.sid  # type: ignore[attr-defined]
-        state.tokens.retire_session(old_sid, state.session_ttl)
+        instance.tokens.retire_session(old_sid, instance.session_ttl)
         owned_here(old_sid)
         if grant is not None:
-            _sign_out(state, grant.key, binding)
+            _sign_out(instance, grant.key, binding)
         else:
-            state.tokens.unbind(binding)
+            instance.tokens.unbind(binding)
         if data.bindings:
             data.save()
             current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
@@ -373,9 +389,9 @@ def logout(**_prefix_values: Any) -> Response:
         if grant is not None:
             logged_out.send(
                 current_app._get_current_object(),  # type: ignore[attr-defined]
-                instance=state.name,
+                instance=instance.name,
                 scope=scope,
                 portal=portal,
                 account_id=grant.key.account_id,
             )
-    return redirect(_landing(state), 303)
+    return redirect(_landing(instance), 303)

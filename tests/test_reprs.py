@@ -90,7 +90,7 @@ def test_no_repr_a_view_can_reach_holds_an_issued_value(
     spark_platform.expire_all()  # a refresh inside the view
     answer = browser.client.get("/inspect")
     assert answer.status_code == 200
-    met = {"SparkState", "SparkConfig", "TokenManager", "SealedStore", "Sealer", "Transport"}
+    met = {"Instance", "SparkConfig", "TokenManager", "SealedStore", "Sealer", "Transport"}
     met |= {"GrantClient", "SparkClient", "Grant", "GrantKey", "SparkAccount", "SparkAPIError"}
     assert met <= set(answer.json)
 
