@@ -174,10 +174,12 @@ def create_app(
 
     try:
         use_server_side_sessions(app, cookie_name="session", folder="sessions")
-        Spark(app)
+        # The app's Spark instances, kept to close them (close_app).
+        sparks: list[Spark] = app.extensions.setdefault("example_sparks", [])
+        sparks.append(Spark(app))
         app.register_blueprint(agent_bp)
         if demo or app.config.get("SPARK_VOW_CLIENT_ID"):
-            add_vow_portals(app)
+            sparks.append(add_vow_portals(app))
             app.before_request(only_known_portals)
         install_pages(app, site_of_request)
     except BaseException:
@@ -253,8 +255,8 @@ def instance_secret_key(instance_path: str) -> str:
 def close_app(app: Flask) -> None:
     """Release what :func:`create_app` opened: the demo simulator (if this process runs
     it), Flask-Spark's HTTP connections and the Redis connections."""
-    for state in app.extensions.get("spark.instances", {}).values():
-        state.transport.close()
+    for spark in app.extensions.get("example_sparks", []):
+        spark.close(app)
     client = app.config.get("SESSION_REDIS")
     if client is not None:
         client.close()

@@ -147,13 +147,14 @@ def normalize_portal(name: str, key: str = "SPARK_PORTAL") -> str:
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """Whether ``host`` (a parsed host name, not a URL) names this machine."""
+    """Whether ``host`` (a host name or address, not a URL; an IPv6 address may be in
+    brackets) names this machine."""
     if not host:
         return False
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 

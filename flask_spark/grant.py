@@ -22,6 +22,7 @@ from .config import SparkConfig
 from .errors import PlatformUnavailable, SparkError
 from .rate_budget import RateBudget
 from .stores.base import Tokens
+from .text import printable
 from .token_format import authorization, is_token
 from .transport import Reply, Transport
 
@@ -37,7 +38,6 @@ EXPIRY_MARGIN = 5.0
 GRANT_ANSWER_LIMIT = 64 * 1024
 #: The largest ``/my/account`` answer read at sign-in.
 ACCOUNT_ANSWER_LIMIT = 1024 * 1024
-_MAX_DESCRIPTION = 300
 #: What an account ``Id`` (or an OpenID ``sub``) may look like.
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
@@ -83,12 +83,6 @@ def authorization_url(
         endpoint, config.client_id, "code", redirect_uri=redirect_uri, state=state
     )
     return url
-
-
-def _clean_text(value: Any, limit: int = _MAX_DESCRIPTION) -> str:
-    text = value if isinstance(value, str) else ""
-    text = "".join(ch for ch in text if ch.isprintable())
-    return text[:limit]
 
 
 @dataclass(frozen=True)
@@ -266,8 +260,8 @@ class GrantClient:
                     )
                 raise GrantError(
                     reply.status,
-                    _clean_text(data["error"], 64),
-                    _clean_text(data.get("error_description")),
+                    printable(data["error"], 64),
+                    printable(data.get("error_description")),
                 )
             raise PlatformUnavailable(
                 f"The grant endpoint answered HTTP {reply.status}", retry_after=reply.retry_after()

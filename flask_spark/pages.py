@@ -13,8 +13,7 @@ from werkzeug.wrappers import Response
 
 from .errors import PlatformUnavailable, RateLimited, SparkError, StoreUnavailable
 from .redirects import safe_next
-
-_MAX_DESCRIPTION = 300
+from .text import printable
 
 #: Title and message of each sign-in failure, by reason.
 REASONS: dict[str, tuple[str, str]] = {
@@ -81,13 +80,9 @@ REASONS: dict[str, tuple[str, str]] = {
 
 
 def clean_description(value: str | None) -> str | None:
-    """The platform's ``error_description``, printable and capped (Jinja escapes it)."""
-    if not value:
-        return None
-    text = "".join(ch for ch in value if ch.isprintable())
-    if len(text) > _MAX_DESCRIPTION:
-        text = text[: _MAX_DESCRIPTION - 1] + "…"
-    return text or None
+    """The platform's ``error_description``, printable and capped (Jinja escapes it);
+    ``None`` when nothing is left."""
+    return printable(value) or None
 
 
 def wants_json() -> bool:
