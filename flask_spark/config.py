@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -56,6 +56,8 @@ DEFAULT_TOKEN_CACHE_SECONDS = 5.0
 REFRESH_LEASE_MARGIN = 5.0
 
 _ROLES: tuple[Role, ...] = ("idx", "vow", "private")
+_FLOWS: tuple[AuthFlow, ...] = ("oauth2", "openid")
+_SCHEMES: tuple[TokenScheme, ...] = ("OAuth", "Bearer")
 _PORTAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOOPBACK_NAMES = {"localhost"}
 
@@ -201,6 +203,27 @@ def _str(config: Mapping[str, Any], key: str, default: str | None = None) -> str
     return value
 
 
+def _required_str(config: Mapping[str, Any], key: str, default: str) -> str:
+    """:func:`_str` of a key that has a default."""
+    value = _str(config, key, default)
+    assert value is not None
+    return value
+
+
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _choice(config: Mapping[str, Any], key: str, choices: tuple[_Choice, ...]) -> _Choice:
+    """One of ``choices`` (the first by default)."""
+    value = config.get(key, choices[0])
+    if value not in choices:
+        quoted = [repr(choice) for choice in choices]
+        if len(quoted) == 2:
+            raise ConfigurationError(key, f"must be {quoted[0]} or {quoted[1]}")
+        raise ConfigurationError(key, f"must be one of {', '.join(quoted)}")
+    return cast(_Choice, value)
+
+
 def _number(config: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
@@ -305,113 +328,46 @@ def load_config(
 
 
 def _load_config(config: Mapping[str, Any], has_portal_loader: bool) -> SparkConfig:
-    client_id = _str(config, "SPARK_CLIENT_ID")
-    if client_id is None:
-        raise ConfigurationError("SPARK_CLIENT_ID", "is required (the key's OAuth client id)")
-    client_secret = _str(config, "SPARK_CLIENT_SECRET")
-    if client_secret is None:
-        raise ConfigurationError("SPARK_CLIENT_SECRET", "is required (the key's OAuth secret)")
-
-    role = config.get("SPARK_ROLE", "idx")
-    if role not in _ROLES:
-        raise ConfigurationError("SPARK_ROLE", "must be one of 'idx', 'vow', 'private'")
-
-    portal_value = config.get("SPARK_PORTAL")
-    portal = None if portal_value is None else normalize_portal(portal_value)
-    if role == "vow" and portal is None and not has_portal_loader:
-        raise ConfigurationError(
-            "SPARK_PORTAL", "is required with SPARK_ROLE='vow' (or register a portal_loader)"
-        )
-
+    client_id, client_secret = _credentials(config)
+    role, portal = _role_and_portal(config, has_portal_loader)
     allow_http = _bool(config, "SPARK_ALLOW_HTTP_LOOPBACK", False)
     platform_url = _check_base_url(
         "SPARK_PLATFORM_URL", config.get("SPARK_PLATFORM_URL", DEFAULT_PLATFORM_URL), allow_http
     )
-    api_url = _check_base_url(
-        "SPARK_API_URL", config.get("SPARK_API_URL", DEFAULT_API_URL), allow_http
-    )
-    replication_url = _check_base_url(
-        "SPARK_REPLICATION_URL",
-        config.get("SPARK_REPLICATION_URL", DEFAULT_REPLICATION_URL),
-        allow_http,
-    )
-
-    redirect_uri = _str(config, "SPARK_REDIRECT_URI")
-    if redirect_uri is not None:
-        parts = urlsplit(redirect_uri)
-        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.fragment:
-            raise ConfigurationError(
-                "SPARK_REDIRECT_URI", "must be an absolute http(s) URL without a fragment"
-            )
-
-    login_redirect = _str(config, "SPARK_LOGIN_REDIRECT", "/")
-    assert login_redirect is not None
-    ca_certs = _str(config, "SPARK_CA_CERTS")
-
-    access_token = _str(config, "SPARK_ACCESS_TOKEN")
-    refresh_token = _str(config, "SPARK_REFRESH_TOKEN")
-    for name, value in (
-        ("SPARK_ACCESS_TOKEN", access_token),
-        ("SPARK_REFRESH_TOKEN", refresh_token),
-    ):
-        if value is not None and not is_token(value):
-            raise ConfigurationError(
-                name, "must be a token as the platform issues it (letters, digits, -._~+/)"
-            )
-    if refresh_token is not None and access_token is None:
-        raise ConfigurationError(
-            "SPARK_ACCESS_TOKEN",
-            "single-session keys need both SPARK_ACCESS_TOKEN and SPARK_REFRESH_TOKEN "
-            "(an access token alone is a personal access token)",
-        )
-
-    auth_flow = config.get("SPARK_AUTH_FLOW", "oauth2")
-    if auth_flow not in ("oauth2", "openid"):
-        raise ConfigurationError("SPARK_AUTH_FLOW", "must be 'oauth2' or 'openid'")
-    if auth_flow == "openid" and role == "vow":
-        raise ConfigurationError(
-            "SPARK_AUTH_FLOW",
-            "VOW portals sign in with OAuth 2 only: the platform documents no OpenID "
-            "Connect sign-in for VOW keys; use 'oauth2' (the default)",
-        )
-    token_scheme = config.get("SPARK_TOKEN_SCHEME", "OAuth")
-    if token_scheme not in ("OAuth", "Bearer"):
-        raise ConfigurationError("SPARK_TOKEN_SCHEME", "must be 'OAuth' or 'Bearer'")
-    openid_scope = _str(config, "SPARK_OPENID_SCOPE", DEFAULT_OPENID_SCOPE)
-    assert openid_scope is not None
-    if "openid" not in openid_scope.split():
-        raise ConfigurationError("SPARK_OPENID_SCOPE", "must include 'openid'")
-    openid_discovery_url = _check_base_url(
-        "SPARK_OPENID_DISCOVERY_URL",
-        config.get(
-            "SPARK_OPENID_DISCOVERY_URL", f"{platform_url}/.well-known/openid-configuration"
-        ),
-        allow_http,
-    )
-
-    user_agent = _str(config, "SPARK_USER_AGENT", DEFAULT_USER_AGENT)
-    assert user_agent is not None
+    access_token, refresh_token = _app_tokens(config)
+    auth_flow, openid_scope = _flow(config, role)
     timeout = _number(config, "SPARK_TIMEOUT", DEFAULT_TIMEOUT, 0.01)
-
     return SparkConfig(
         client_id=client_id,
         client_secret=client_secret,
-        redirect_uri=redirect_uri,
+        redirect_uri=_redirect_uri(config),
         role=role,
         portal=portal,
         auth_flow=auth_flow,
         openid_scope=openid_scope,
         openid_leeway=_number(config, "SPARK_OPENID_LEEWAY", DEFAULT_OPENID_LEEWAY, 0),
-        openid_discovery_url=openid_discovery_url,
-        token_scheme=token_scheme,
+        openid_discovery_url=_check_base_url(
+            "SPARK_OPENID_DISCOVERY_URL",
+            config.get(
+                "SPARK_OPENID_DISCOVERY_URL", f"{platform_url}/.well-known/openid-configuration"
+            ),
+            allow_http,
+        ),
+        token_scheme=_choice(config, "SPARK_TOKEN_SCHEME", _SCHEMES),
         platform_url=platform_url,
-        api_url=api_url,
-        replication_url=replication_url,
-        user_agent=user_agent,
-        login_redirect=login_redirect,
+        api_url=_check_base_url(
+            "SPARK_API_URL", config.get("SPARK_API_URL", DEFAULT_API_URL), allow_http
+        ),
+        replication_url=_check_base_url(
+            "SPARK_REPLICATION_URL",
+            config.get("SPARK_REPLICATION_URL", DEFAULT_REPLICATION_URL),
+            allow_http,
+        ),
+        user_agent=_required_str(config, "SPARK_USER_AGENT", DEFAULT_USER_AGENT),
+        login_redirect=_required_str(config, "SPARK_LOGIN_REDIRECT", "/"),
         allow_http_loopback=allow_http,
         timeout=timeout,
-        ca_certs=ca_certs,
+        ca_certs=_str(config, "SPARK_CA_CERTS"),
         token_leeway=_number(config, "SPARK_TOKEN_LEEWAY", DEFAULT_TOKEN_LEEWAY, 0),
         state_lifetime=_number(config, "SPARK_STATE_LIFETIME", DEFAULT_STATE_LIFETIME, 1),
         retries=_int(config, "SPARK_RETRIES", DEFAULT_RETRIES, 0),
@@ -436,6 +392,81 @@ def _load_config(config: Mapping[str, Any], has_portal_loader: bool) -> SparkCon
         grant_store=_grant_store(config),
         token_keys=_token_keys(config),
     )
+
+
+def _credentials(config: Mapping[str, Any]) -> tuple[str, str]:
+    """``SPARK_CLIENT_ID`` and ``SPARK_CLIENT_SECRET``, both required."""
+    client_id = _str(config, "SPARK_CLIENT_ID")
+    if client_id is None:
+        raise ConfigurationError("SPARK_CLIENT_ID", "is required (the key's OAuth client id)")
+    client_secret = _str(config, "SPARK_CLIENT_SECRET")
+    if client_secret is None:
+        raise ConfigurationError("SPARK_CLIENT_SECRET", "is required (the key's OAuth secret)")
+    return client_id, client_secret
+
+
+def _role_and_portal(
+    config: Mapping[str, Any], has_portal_loader: bool
+) -> tuple[Role, str | None]:
+    """``SPARK_ROLE``, and ``SPARK_PORTAL`` lowercased (required for VOW without a portal
+    loader)."""
+    role = _choice(config, "SPARK_ROLE", _ROLES)
+    portal_value = config.get("SPARK_PORTAL")
+    portal = None if portal_value is None else normalize_portal(portal_value)
+    if role == "vow" and portal is None and not has_portal_loader:
+        raise ConfigurationError(
+            "SPARK_PORTAL", "is required with SPARK_ROLE='vow' (or register a portal_loader)"
+        )
+    return role, portal
+
+
+def _redirect_uri(config: Mapping[str, Any]) -> str | None:
+    """``SPARK_REDIRECT_URI``: an absolute http(s) URL without a fragment, or unset."""
+    redirect_uri = _str(config, "SPARK_REDIRECT_URI")
+    if redirect_uri is not None:
+        parts = urlsplit(redirect_uri)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.fragment:
+            raise ConfigurationError(
+                "SPARK_REDIRECT_URI", "must be an absolute http(s) URL without a fragment"
+            )
+    return redirect_uri
+
+
+def _app_tokens(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``SPARK_ACCESS_TOKEN`` and ``SPARK_REFRESH_TOKEN``: both (single-session keys), the
+    access token alone (a personal access token), or neither."""
+    access_token = _str(config, "SPARK_ACCESS_TOKEN")
+    refresh_token = _str(config, "SPARK_REFRESH_TOKEN")
+    for name, value in (
+        ("SPARK_ACCESS_TOKEN", access_token),
+        ("SPARK_REFRESH_TOKEN", refresh_token),
+    ):
+        if value is not None and not is_token(value):
+            raise ConfigurationError(
+                name, "must be a token as the platform issues it (letters, digits, -._~+/)"
+            )
+    if refresh_token is not None and access_token is None:
+        raise ConfigurationError(
+            "SPARK_ACCESS_TOKEN",
+            "single-session keys need both SPARK_ACCESS_TOKEN and SPARK_REFRESH_TOKEN "
+            "(an access token alone is a personal access token)",
+        )
+    return access_token, refresh_token
+
+
+def _flow(config: Mapping[str, Any], role: Role) -> tuple[AuthFlow, str]:
+    """``SPARK_AUTH_FLOW`` (OAuth 2 only for VOW) and ``SPARK_OPENID_SCOPE``."""
+    auth_flow = _choice(config, "SPARK_AUTH_FLOW", _FLOWS)
+    if auth_flow == "openid" and role == "vow":
+        raise ConfigurationError(
+            "SPARK_AUTH_FLOW",
+            "VOW portals sign in with OAuth 2 only: the platform documents no OpenID "
+            "Connect sign-in for VOW keys; use 'oauth2' (the default)",
+        )
+    openid_scope = _required_str(config, "SPARK_OPENID_SCOPE", DEFAULT_OPENID_SCOPE)
+    if "openid" not in openid_scope.split():
+        raise ConfigurationError("SPARK_OPENID_SCOPE", "must include 'openid'")
+    return auth_flow, openid_scope
 
 
 def _rate_limit(config: Mapping[str, Any], role: Role) -> int | None:

@@ -111,12 +111,17 @@ def error_page(reason: str, status: int, *, offer_login: bool = True, **context:
     return private(Response(html, status=status, mimetype="text/html"))
 
 
+def uncached(response: Response) -> Response:
+    """``response``, kept out of every cache: it is for this browser, now."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def private(response: Response) -> Response:
     """``response``, kept out of caches and sending no referrer: a page or redirect of a
     sign-in (its URL can hold a code or a state)."""
-    response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return uncached(response)
 
 
 def login_url_for_here(instance: str) -> str:
@@ -175,5 +180,4 @@ def unavailable(error: SparkError) -> Response:
             mimetype="text/html",
         )
     response.headers["Retry-After"] = str(seconds)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return uncached(response)

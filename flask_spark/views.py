@@ -25,7 +25,7 @@ from .errors import (
 )
 from .grant import GrantError
 from .instance import Instance, serving_instance
-from .pages import clean_description, error_page, private
+from .pages import clean_description, error_page, private, uncached
 from .redirects import safe_next
 from .sessions import (
     browser_data,
@@ -122,9 +122,7 @@ def login(**_prefix_values: Any) -> Response:
             "nonce": nonce,
         },
     )
-    response = redirect(target, 302)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return uncached(redirect(target, 302))
 
 
 def _failed(reason: str, status: int, **context: Any) -> Response:
