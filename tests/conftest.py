@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from flask_session import Session
 
 from flask_spark import Spark
-from flask_spark.testing import SparkPlatform
+from flask_spark.testing import SparkPlatform, sign_in
 
 from .gunicorn_server import GunicornServer
 from .redis_server import RedisServer
@@ -159,10 +159,9 @@ class Browser:
         return f"{parts.path}?{parts.query}", params
 
     def sign_in(self, next_path: str | None = None, user: str | None = None) -> Any:
-        """The whole flow; returns the response of /callback."""
-        login = "/login" if next_path is None else f"/login?next={next_path}"
-        callback, _ = self.authorize(self.start_login(login), user)
-        return self.client.get(callback)
+        """The whole flow (:func:`flask_spark.testing.sign_in`); returns the response of
+        /callback."""
+        return sign_in(self.client, self.platform, next=next_path, user=user)
 
     def close(self) -> None:
         pass

@@ -207,7 +207,11 @@ def test_simulate_serves_the_apps_keys_and_prints_the_settings_to_use(
         SPARK_GRANT_STORE="memory://",
         **settings,
     )
-    platform: Any = types.SimpleNamespace(ca_file=settings["SPARK_CA_CERTS"])
+    platform: Any = types.SimpleNamespace(  # the simulator runs in the other process
+        platform_url=settings["SPARK_PLATFORM_URL"],
+        ca_file=settings["SPARK_CA_CERTS"],
+        auto_approve=True,  # --auto-approve
+    )
     browser = Browser(app.test_client(), platform)
     assert browser.sign_in("/").status_code == 303
     assert browser.client.get("/").text == "Signed in as Jane Agent"

@@ -5,10 +5,9 @@ platform over real HTTPS, reset before each test.
 """
 
 import pytest
-import urllib3
 from quickstart import create_app
 
-from flask_spark.testing import Fault
+from flask_spark.testing import Fault, sign_in
 
 
 @pytest.fixture
@@ -23,15 +22,6 @@ def app(spark_platform, tmp_path, monkeypatch):
         SPARK_GRANT_STORE="memory://",  # each test's grants in memory, not instance/
         SECRET_KEY="test",  # also the key the tokens are encrypted with at rest
     )
-
-
-def sign_in(client, spark_platform):
-    """What a browser does: /login, the platform (auto-approves), back to /callback."""
-    login = client.get("/login")
-    http = urllib3.PoolManager(ca_certs=spark_platform.ca_file, retries=False)
-    authorized = http.request("GET", login.headers["Location"], redirect=False)
-    http.clear()
-    return client.get(authorized.headers["Location"])  # http://localhost/callback?code=...
 
 
 def test_sign_in_and_greet(app, spark_platform):

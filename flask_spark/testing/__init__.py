@@ -5,7 +5,8 @@ endpoints and a small data API with the ``{"D": ...}`` envelope, plus a thread-s
 API (expire tokens, inject faults, read counters and recorded requests).
 :class:`SimulatorServer` serves it on a loopback port over real HTTPS with a throwaway CA.
 ``python -m flask_spark.testing`` runs one in the foreground, and the pytest plugin
-(:mod:`flask_spark.testing.pytest_plugin`) provides the ``spark_platform`` fixture.
+(:mod:`flask_spark.testing.pytest_plugin`) provides the ``spark_platform`` fixture;
+:func:`sign_in` walks a test client through a sign-in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .oauth import GrantInfo
 from .platform import SparkPlatform
 from .records import HeaderDict, RecordedRequest, Stats
 from .server import SimulatorServer
+from .signin import sign_in
 
 __all__ = [
     "ACCOUNTS",
@@ -28,4 +30,5 @@ __all__ = [
     "SparkPlatform",
     "Stats",
     "consumers",
+    "sign_in",
 ]
