@@ -15,7 +15,8 @@ from werkzeug.routing import BuildError
 
 from .admin import GrantAdmin
 from .checks import check_instance
-from .instance import Instance, instances
+from .context import instances
+from .instance import Instance
 
 if TYPE_CHECKING:
     from .testing.server import SimulatorServer

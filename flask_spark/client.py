@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from flask import current_app
-
 from .errors import (
     NotSignedIn,
     PlatformUnavailable,
@@ -177,8 +175,9 @@ class SparkClient:
     whole :class:`SparkResponse`. Made by Flask-Spark only, never by an app.
     """
 
-    def __init__(self, instance: Instance, loader: GrantLoader) -> None:
-        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
+    def __init__(self, instance: Instance, loader: GrantLoader, sender: object) -> None:
+        #: Who sends this client's signals (the app).
+        self._app = sender
         self._instance = instance.name
         self._budget = instance.budget
         self._config = instance.config

@@ -13,18 +13,19 @@ from .admin import GrantAdmin
 from .cli import spark_command
 from .client import SparkClient
 from .config import DEFAULT_INSTANCE, default_scope
-from .context import account_of, client_of, login_required, user_of
-from .errors import ConfigurationError
-from .handlers import install
-from .instance import (
-    AccountLoader,
-    Instance,
-    Loaders,
-    PortalLoader,
+from .context import (
+    account_of,
     add_instance,
+    client_of,
     instance_named,
     instances,
+    login_required,
+    new_client,
+    user_of,
 )
+from .errors import ConfigurationError
+from .handlers import install
+from .instance import AccountLoader, Instance, Loaders, PortalLoader
 from .stores import GrantStore
 from .views import make_blueprint
 from .wiring import build_instance, opened_stores
@@ -211,7 +212,7 @@ class Spark:
         """
         instance = self._instance()
         key = instance.tokens.key(account_id, scope or default_scope(instance.config))
-        return SparkClient(instance, lambda: (instance.tokens.get(key), True))
+        return new_client(instance, lambda: (instance.tokens.get(key), True))
 
 
 __all__ = ["Spark"]

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from .context import instances, serving_instance
 from .errors import NotSignedIn, PlatformUnavailable, RateLimited, SparkError, StoreUnavailable
-from .instance import instances, serving_instance
 from .pages import unauthorized, unavailable
 from .sessions import guard_session_interface
 

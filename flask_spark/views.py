@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, has_request_context, redirect, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .context import current_grant, current_scope, forget_current
+from .context import current_grant, current_scope, forget_current, serving_instance
 from .errors import (
     IdTokenRejected,
     PlatformUnavailable,
@@ -24,7 +24,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .grant import GrantError
-from .instance import Instance, serving_instance
+from .instance import Instance
 from .pages import clean_description, error_page, private, uncached
 from .redirects import safe_next
 from .sessions import (
