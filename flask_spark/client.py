@@ -308,38 +308,19 @@ class SparkClient:
         data: Any = None,
         base: str,
     ) -> SparkResponse:
-        """:meth:`request`, to the API at ``base``; a missing sign-in names this client's
+        """:meth:`request`, to the API at ``base``. A missing sign-in names this client's
         instance, so that the default handler sends the browser to its ``/login``."""
+        method = method.upper()
+        api_path = _api_path(path)
+        call = self._prepare(method, base + api_path, params, data)
         try:
-            return self._dispatch(method, path, params=params, data=data, base=base)
+            self._ready_grant()
+            reply = self._send_renewing(method, call)
+            self._drop_if_revoked(reply)
         except NotSignedIn as exc:
             if exc.instance is None:
                 exc.instance = self._instance
             raise
-
-    def _dispatch(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        data: Any = None,
-        base: str,
-    ) -> SparkResponse:
-        """:meth:`_call` itself.
-
-        :raises NotSignedIn: no grant for this session (and no single-session keys).
-        :raises ReauthenticationRequired: the platform refused the refresh token.
-        :raises RateLimited: still over the limit after the allowed retries.
-        :raises PlatformUnavailable: timeouts, 5xx, or an answer that is not Spark JSON.
-        :raises SparkAPIError: any other Spark error, with its code and message.
-        """
-        method = method.upper()
-        api_path = _api_path(path)
-        call = self._prepare(method, base + api_path, params, data)
-        self._ready_grant()
-        reply = self._send_renewing(method, call)
-        self._drop_if_revoked(reply)
         try:
             return _result(reply, self._grant.access_token if self._grant else "")
         except (SparkAPIError, PlatformUnavailable) as exc:

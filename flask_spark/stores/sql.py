@@ -182,6 +182,19 @@ def _lost_race(exc: DBAPIError) -> bool:
     return bool(args) and args[0] == _MYSQL_DEADLOCK
 
 
+def _rows_unless_lost(
+    conn: Connection, statement: sa.Executable, params: dict[str, Any] | None = None
+) -> int | None:
+    """The rows ``statement`` changed; ``None`` when the database undid it because a
+    concurrent statement came first (:func:`_lost_race`)."""
+    try:
+        return conn.execute(statement, params).rowcount
+    except DBAPIError as exc:
+        if not _lost_race(exc):
+            raise
+        return None
+
+
 def sqlite_engine(path: str) -> Engine:
     """An engine for the SQLite file ``path`` set up for several processes of one host:
     WAL journal, a busy timeout, and a fresh pool in each forked child. The database's
@@ -732,40 +745,35 @@ class SQLGrantStore:
         # them first, or slots are still being made) look closer.
         if bucket not in self._growing:
             with self._connect(autocommit=True, rate=True) as conn:
-                try:
-                    taken = conn.execute(
-                        self._take_oldest,
-                        {
-                            "rate_bucket": bucket,
-                            "rate_cutoff": cutoff,
-                            "rate_limit": limit,
-                            "rate_count": count,
-                            "rate_now": now,
-                        },
-                    ).rowcount
-                except DBAPIError as exc:
-                    if not _lost_race(exc):
-                        raise
-                    taken = 0  # undone for a concurrent caller: look closer, below
+                # None: undone for a concurrent caller; look closer, below.
+                taken = _rows_unless_lost(
+                    conn,
+                    self._take_oldest,
+                    {
+                        "rate_bucket": bucket,
+                        "rate_cutoff": cutoff,
+                        "rate_limit": limit,
+                        "rate_count": count,
+                        "rate_now": now,
+                    },
+                )
             if taken:
                 return taken, 0.0
         for _ in range(_SPEND_ATTEMPTS):
             with self._connect(rate=True) as conn:
                 # Slots still to make: make the next ones (as the calls of a window need
                 # them, never more than the limit).
-                try:
-                    made = conn.execute(
-                        self._make_slots,
-                        {
-                            "rate_bucket": bucket,
-                            "rate_limit": limit,
-                            "rate_count": count,
-                            "rate_now": now,
-                        },
-                    ).rowcount
-                except DBAPIError as exc:
-                    if not _lost_race(exc):
-                        raise
+                made = _rows_unless_lost(
+                    conn,
+                    self._make_slots,
+                    {
+                        "rate_bucket": bucket,
+                        "rate_limit": limit,
+                        "rate_count": count,
+                        "rate_now": now,
+                    },
+                )
+                if made is None:
                     conn.rollback()  # another caller made one first: look again
                     continue
                 if made:
@@ -783,15 +791,13 @@ class SQLGrantStore:
                 # Other callers took the oldest first. A random free slot, so that callers
                 # reading the same candidates at once mostly take different ones.
                 slot = random.choice(free)  # noqa: S311 - spreading, not security
-                try:
-                    taken = conn.execute(
-                        sa.update(self._rate)
-                        .where(r.bucket == bucket, r.slot == slot, r.used_at <= cutoff)
-                        .values(used_at=now)
-                    ).rowcount
-                except DBAPIError as exc:
-                    if not _lost_race(exc):
-                        raise
+                taken = _rows_unless_lost(
+                    conn,
+                    sa.update(self._rate)
+                    .where(r.bucket == bucket, r.slot == slot, r.used_at <= cutoff)
+                    .values(used_at=now),
+                )
+                if taken is None:
                     conn.rollback()
                     continue
                 if taken:
