@@ -28,6 +28,9 @@ log = logging.getLogger("flask_spark")
 DEFAULT_SQLITE_NAME = "spark-grants.sqlite3"
 #: ``app.extensions`` key of the grant stores opened from URLs, shared by the instances.
 STORES = "spark.stores"
+#: ``app.extensions`` key of the app-wide warnings already given (once per app, however
+#: many instances it has).
+_WARNED = "spark.warned"
 #: Keys of earlier builds that nothing reads any more, and what replaced them.
 _GONE_KEYS = {
     "SPARK_REFRESH_LOCK_SECONDS": "SPARK_REFRESH_LEASE_SECONDS",
@@ -95,10 +98,19 @@ def _warn(message: str) -> None:
     warnings.warn(message, SparkWarning, stacklevel=5)
 
 
+def _first_time(app: Flask, what: str) -> bool:
+    """Whether the app-wide warning ``what`` is given for the first time on ``app``."""
+    warned: set[str] = app.extensions.setdefault(_WARNED, set())
+    if what in warned:
+        return False
+    warned.add(what)
+    return True
+
+
 def _warn_about(app: Flask, view: PrefixedConfig) -> None:
     """Warn about settings that are ignored, that split the app's data, or that break
     every sign-in."""
-    if app.config.get("SESSION_COOKIE_SAMESITE") == "Strict":
+    if app.config.get("SESSION_COOKIE_SAMESITE") == "Strict" and _first_time(app, "samesite"):
         _warn(
             "SESSION_COOKIE_SAMESITE='Strict' drops the session cookie on the redirect "
             "back from Flexmls, so every sign-in fails; use 'Lax'."
@@ -125,6 +137,7 @@ def _warn_about(app: Flask, view: PrefixedConfig) -> None:
         app.config.get("SESSION_TYPE") == "redis"
         and type(client).__name__ == "RedisCluster"
         and view.get("SPARK_GRANT_STORE") is None
+        and _first_time(app, "redis-cluster")
     ):
         _warn(
             "Flask-Session does not use a RedisCluster SESSION_REDIS (it falls back to a "
@@ -144,11 +157,12 @@ def _sealer(app: Flask, config: SparkConfig, view: PrefixedConfig) -> Sealer:
             view.source_key("SPARK_TOKEN_KEYS"),
             "is required when SECRET_KEY is not set (tokens are encrypted at rest with it)",
         )
-    log.warning(
-        "Tokens are encrypted at rest with a key derived from SECRET_KEY: changing "
-        "SECRET_KEY without keeping the old one in SECRET_KEY_FALLBACKS signs everyone out. "
-        "Set SPARK_TOKEN_KEYS to keep the two apart."
-    )
+    if _first_time(app, "secret-key"):
+        log.warning(
+            "Tokens are encrypted at rest with a key derived from SECRET_KEY: changing "
+            "SECRET_KEY without keeping the old one in SECRET_KEY_FALLBACKS signs everyone "
+            "out. Set SPARK_TOKEN_KEYS to keep the two apart."
+        )
     return Sealer([secret, *(app.config.get("SECRET_KEY_FALLBACKS") or [])])
 
 

@@ -4,6 +4,7 @@ them at once, each seeing its own account and tokens."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from flask import Flask, jsonify, request
 from flask_spark import (
     ConfigurationError,
     Spark,
+    SparkWarning,
     logged_out,
     spark_account,
     spark_api,
@@ -254,3 +256,19 @@ def test_instance_names_are_checked(make_app: AppFactory) -> None:
         Spark(name="vow:1")
     with pytest.raises(ConfigurationError, match="already set up"):
         Spark(app)
+
+
+def test_app_wide_warnings_are_given_once_however_many_instances(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.warns(SparkWarning, match="SAMESITE"):  # for the default instance
+        app = make_app(SESSION_COOKIE_SAMESITE="Strict")
+    app.config.update(
+        SPARK_VOW_CLIENT_ID="vow-key", SPARK_VOW_CLIENT_SECRET="vow-secret", SPARK_VOW_ROLE="vow"
+    )
+    caplog.clear()  # the default instance's line about SECRET_KEY
+    with caplog.at_level(logging.WARNING, logger="flask_spark"):
+        # The second instance shares the app's cookie and is sealed with the same
+        # SECRET_KEY: nothing more to say (a warning would fail here, as an error).
+        Spark(app, name="vow", url_prefix="/portal/<portal>", portal_loader=portal_of_url)
+    assert [r.getMessage() for r in caplog.records] == []
