@@ -4,6 +4,7 @@ for an app's own tests."""
 from __future__ import annotations
 
 import http.client
+import re
 import ssl
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
     from werkzeug.test import TestResponse
 
 __all__ = ["sign_in"]
+
+_TITLE = re.compile(r"<title>([^<]{0,200})</title>")
 
 
 class Platform(Protocol):
@@ -71,9 +74,9 @@ def sign_in(
             f"GET {path} answered {started.status_code}, not a redirect to the platform "
             f"at {platform.platform_url}"
         )
-    status, callback, page = _authorize(platform, location, user, approve)
+    status, callback, title = _authorize(platform, location, user, approve)
     if status != 302:
-        raise AssertionError(f"the platform answered {status}, not a redirect: {page[:300]!r}")
+        raise AssertionError(f"the platform answered {status} ({title}), not a redirect")
     parts = urlsplit(callback)
     return client.get(f"{parts.path}?{parts.query}" if parts.query else parts.path)
 
@@ -83,7 +86,8 @@ def _authorize(
 ) -> tuple[int, str, str]:
     """Visit the authorization page at ``url``: a plain visit when the platform
     approves by itself, else the consent form sent with the decision. Returns the
-    status, the ``Location`` and the start of the page."""
+    status, the ``Location`` and the page's title (never its text, which may repeat the
+    request)."""
     parts = urlsplit(url)
     assert parts.hostname is not None
     if parts.scheme == "https":
@@ -108,7 +112,8 @@ def _authorize(
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
         reply = conn.getresponse()
-        page = reply.read(4096).decode("utf-8", "replace")
-        return reply.status, reply.getheader("Location") or "", page
+        page = reply.read(65536).decode("utf-8", "replace")
+        title = _TITLE.search(page)
+        return reply.status, reply.getheader("Location") or "", title[1] if title else "no title"
     finally:
         conn.close()
