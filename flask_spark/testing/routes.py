@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -28,7 +29,7 @@ from . import data
 from .faults import MESSAGES, STREAM_KEY, envelope_error, html_response, json_response
 from .oauth import MISMATCH
 from .pages import consent_page, error_page
-from .records import HeaderDict, RecordedRequest
+from .records import RecordedRequest
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -243,7 +244,7 @@ class Router:
                 method=request.method,
                 path=request.path,
                 query=request.args.to_dict(),
-                headers=HeaderDict(request.headers.items()),
+                headers=Headers(request.headers),
                 body=body,
                 json=_json_body(request) if body else None,
                 auth_scheme=_auth(request)[0],
