@@ -319,7 +319,7 @@ class SimulatorServer:
         self.port = server.port
         self._server, self._tracker = server, tracker
         try:
-            self.platform._serve_at(self.url, self.ca_file)
+            self.platform.serve_at(self.url, self.ca_file)
         except BaseException:
             server.server_close()
             self._server = self._tracker = None
@@ -346,7 +346,7 @@ class SimulatorServer:
         server.server_close()  # joins the connection threads
         if thread is not None:
             thread.join()
-        self.platform._serve_at(None, None)
+        self.platform.serve_at(None, None)
         self._server = self._thread = self._tracker = None
         self._cleanup_files()
 
