@@ -6,12 +6,10 @@ The platform's state is read and changed through the request-handling methods of
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
 import logging
-import socket
 import time
 import traceback
 import uuid
@@ -26,7 +24,14 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import data
-from .faults import MESSAGES, STREAM_KEY, envelope_error, html_response, json_response
+from .faults import (
+    DROP_KEY,
+    MESSAGES,
+    STREAM_KEY,
+    envelope_error,
+    html_response,
+    json_response,
+)
 from .oauth import MISMATCH
 from .openid import OpenIDProvider
 from .pages import consent_page, error_page
@@ -221,7 +226,7 @@ class Router:
             if response is not None:
                 status = response.status_code
                 sent = _finish(request, response)
-        except Exception as exc:  # never let a bug leak a token into werkzeug's log
+        except Exception as exc:  # never let a bug leak a token into the server's log
             logger.error(
                 "simulator error %s:\n%s",
                 type(exc).__name__,
@@ -231,7 +236,7 @@ class Router:
             status = 500
         finally:
             self._record(request, route, status, {**sent, "received_at": received_at})
-        if response is None:  # dropped: werkzeug's write fails on the shut socket
+        if response is None:  # dropped: the server closes the connection instead
             response = Response(b"", 500)
         return response(environ, start_response)
 
@@ -275,12 +280,13 @@ class Router:
         target = len(request.environ.get("PATH_INFO", "")) + len(request.query_string)
         if target > MAX_URL_LENGTH:
             return html_response(414, "URI Too Long", "The request URI is too long.")
+        server_environ = request.environ  # the server reads what the faults ask here
         if route == "data" and _overridden(request):
             request = _as_get(request)
         fault = state.take_fault(route)
         if fault is not None:
             if fault.kind == "drop":
-                self._drop(request)
+                server_environ[DROP_KEY] = True
                 return None
             if fault.kind == "delay":
                 time.sleep(fault.delay)
@@ -288,18 +294,11 @@ class Router:
                 request.environ[_ID_TOKEN_FAULT] = fault
             elif fault.kind in {"tamper", "trickle"}:
                 if fault.kind == "trickle":
-                    request.environ[STREAM_KEY] = True
+                    server_environ[STREAM_KEY] = True
                 return fault.alter(self._dispatch(request))
             else:
                 return fault.response(route)
         return self._dispatch(request)
-
-    @staticmethod
-    def _drop(request: Request) -> None:
-        sock = request.environ.get("werkzeug.socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
     def _dispatch(self, request: Request) -> Response:
         adapter = _URL_MAP.bind_to_environ(request.environ)
