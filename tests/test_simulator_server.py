@@ -509,6 +509,36 @@ def test_oversized_body_is_refused_with_413(wire: Wire, spark_platform: SparkPla
 
 
 @pytest.mark.slow
+def test_without_cheroot_the_platform_works_and_the_server_names_the_extra() -> None:
+    """The platform is a WSGI application of its own; serving it needs the testing extra
+    (run in a child whose cheroot cannot be imported)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["cheroot"] = None  # as if it were not installed
+        from werkzeug.test import Client
+        from flask_spark.testing import SimulatorServer, SparkPlatform
+        platform = SparkPlatform()
+        print(Client(platform).get("/").status_code)
+        try:
+            SimulatorServer(platform, tls=False).start()
+        except ModuleNotFoundError as exc:
+            print(exc.name, exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert done.returncode == 0, done.stderr
+    status, error = done.stdout.splitlines()
+    assert status == "200"
+    assert error == (
+        "cheroot The simulator's server is cheroot, which Flask-Spark's testing extra "
+        "installs: pip install 'Flask-Spark[testing]'"
+    )
+
+
+@pytest.mark.slow
 def test_https_without_trustme_names_the_extra_to_install(tmp_path: Path) -> None:
     """Without trustme, the simulator over HTTPS stops with an error that says which
     extra installs it (run in a child whose trustme cannot be imported)."""

@@ -45,9 +45,9 @@ class SimulatorServer:
     ``127.0.0.1``, ``::1`` and ``localhost`` from a throwaway CA made by ``trustme``; the CA
     certificate is written to a temporary file, :attr:`ca_file`, for clients to trust.
     With ``tls=False`` it speaks plain HTTP (for a local demo). Only loopback addresses
-    are accepted. HTTP/1.1 keep-alive works; a connection with a request in progress has
-    a thread of its own, so a slow answer never holds up another client. The server is
-    cheroot's, which the ``testing`` extra installs.
+    are accepted. HTTP/1.1 keep-alive works; every open connection has a thread of its
+    own, so a slow answer never holds up another client. The server is cheroot's, which
+    the ``testing`` extra installs.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`::
 
