@@ -77,6 +77,7 @@ def test_the_wheel_with_the_testing_extra_runs_the_docs_example_tests(tmp_path: 
     installed = run(python, "-m", "pip", "list", "--format=freeze", cwd=tmp_path).stdout.lower()
     assert "flask-spark==" in installed
     assert "trustme==" in installed
+    assert "cheroot==" in installed
     for other_extra in ("redis==", "psycopg==", "pymysql==", "python-dotenv==", "sphinx=="):
         assert other_extra not in installed
 

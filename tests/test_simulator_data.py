@@ -89,6 +89,27 @@ def test_both_schemes_are_accepted_and_recorded(
     assert sent.status == 200
 
 
+def test_recorded_headers_ignore_case(
+    wire: Wire, token: str, spark_platform: SparkPlatform
+) -> None:
+    wire.api("GET", "/v1/my/account", token, headers={"X-Trace": "one"})
+    headers = spark_platform.requests_for("data")[-1].headers
+    assert headers["x-trace"] == headers["X-TRACE"] == "one"
+    assert headers.get("x-sparkapi-user-agent") == "Simulator tests"
+    assert headers.get("X-Missing") is None
+    assert headers.get("X-Missing", "default") == "default"
+    assert "authorization" in headers
+    assert "X-Missing" not in headers
+    # Iterating gives (name, value) pairs, names as the WSGI environ spells them.
+    assert ("X-Sparkapi-User-Agent", "Simulator tests") in list(headers)
+    assert ("Authorization", f"OAuth {token}") in list(headers)
+    assert headers.pop("X-TRACE") == "one"
+    assert "x-trace" not in headers
+    assert headers.pop("x-trace", None) is None
+    with pytest.raises(KeyError):
+        headers.pop("X-Trace")
+
+
 @pytest.mark.parametrize("value", [None, "", "   "])
 def test_user_agent_header_is_required(
     wire: Wire, token: str, spark_platform: SparkPlatform, value: str | None

@@ -12,7 +12,7 @@ import urllib3
 
 from flask_spark.testing import Fault, SparkPlatform
 
-from .test_simulator_support import Wire, envelope, spark_error
+from .test_simulator_support import UA, Wire, envelope, spark_error
 
 
 @pytest.fixture
@@ -118,6 +118,30 @@ def test_drop_fault_closes_the_connection(
         account(wire, token)
     assert account(wire, token).status == 200
     assert [r.status for r in spark_platform.requests_for("data")] == [0, 200]
+
+
+def test_drop_and_trickle_apply_to_a_query_sent_with_the_method_override(
+    wire: Wire, token: str, spark_platform: SparkPlatform
+) -> None:
+    def overridden() -> urllib3.BaseHTTPResponse:
+        headers = {
+            **UA,
+            "Authorization": f"OAuth {token}",
+            "X-HTTP-Method-Override": "GET",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        return wire.request("POST", "/v1/listings", body="_limit=2", headers=headers)
+
+    normal = overridden()
+    assert normal.status == 200
+    spark_platform.add_fault(Fault("data", "drop"))
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        overridden()
+    spark_platform.add_fault(Fault("data", "trickle", chunk=64))
+    trickled = overridden()
+    assert trickled.headers["Connection"] == "close"  # as every trickled answer
+    assert trickled.json() == normal.json()
+    assert [r.status for r in spark_platform.requests_for("data")] == [200, 0, 200]
 
 
 @pytest.mark.slow

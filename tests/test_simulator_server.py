@@ -3,18 +3,21 @@ plain HTTP, clean shutdown, many threads and other processes, and silent logs.""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,16 +111,36 @@ def test_start_stop_and_context_manager() -> None:
 def test_stop_closes_idle_keep_alive_connections_promptly() -> None:
     platform = SparkPlatform()
     server = SimulatorServer(platform).start()
-    wires = [Wire(platform) for _ in range(5)]
-    for wire in wires:
-        assert wire.authorize().status == 302  # leaves a keep-alive connection open
-    before = threading.active_count()
+    port = server.port
+    idle = [Raw(platform) for _ in range(5)]
+    for raw in idle:  # each leaves a keep-alive connection open
+        raw.send(request_head("GET", "/", 0))
+        assert raw.answer()[0] == 200
+    busy = Raw(platform)  # a request in progress, waiting for a body that never comes
+    busy.send(request_head("POST", "/v1/oauth2/grant", 100, Expect="100-continue"))
+    assert busy.answer()[0] == 100
     started = time.monotonic()
     server.stop()
     assert time.monotonic() - started < 3
-    assert threading.active_count() <= before - 5 - 1
-    for wire in wires:
+    # Every connection was closed by the server (a read that found none would wait for the
+    # socket's 10 s timeout and fail), and every thread it started was joined.
+    for raw in [*idle, busy]:
+        assert raw.closed_by_server()
+        raw.close()
+    name = f"flask-spark-simulator:{port}"
+    assert not [t for t in threading.enumerate() if t.name.split()[0] == name]
+
+
+def test_a_stopped_server_lets_go_of_its_platform() -> None:
+    platform = SparkPlatform()
+    with SimulatorServer(platform):
+        wire = Wire(platform)
+        assert wire.request("GET", "/").status == 200
         wire.close()
+    released = weakref.ref(platform)
+    del platform, wire
+    gc.collect()
+    assert released() is None
 
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (what the simulator must refuse)
@@ -127,6 +150,19 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (what the simulator must refuse)
 def test_only_loopback_hosts(host: str) -> None:
     with pytest.raises(ValueError, match="loopback"):
         SimulatorServer(SparkPlatform(), host=host)
+
+
+def test_headers_named_with_an_underscore_are_dropped(
+    wire: Wire, spark_platform: SparkPlatform
+) -> None:
+    token = wire.tokens()["access_token"]
+    headers = {"Authorization": f"OAuth {token}", "X_SparkApi_User_Agent": "underscored"}
+    reply = wire.request("GET", "/v1/system", headers=headers)
+    assert reply.status == 400
+    assert envelope(reply)["Code"] == 1016  # no X-SparkApi-User-Agent
+    recorded = spark_platform.requests_for("data")[-1].headers
+    assert "X-SparkApi-User-Agent" not in recorded
+    assert "X_SparkApi_User_Agent" not in recorded
 
 
 def test_busy_port_is_an_oserror(spark_platform: SparkPlatform) -> None:
@@ -473,6 +509,36 @@ def test_oversized_body_is_refused_with_413(wire: Wire, spark_platform: SparkPla
 
 
 @pytest.mark.slow
+def test_without_cheroot_the_platform_works_and_the_server_names_the_extra() -> None:
+    """The platform is a WSGI application of its own; serving it needs the testing extra
+    (run in a child whose cheroot cannot be imported)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["cheroot"] = None  # as if it were not installed
+        from werkzeug.test import Client
+        from flask_spark.testing import SimulatorServer, SparkPlatform
+        platform = SparkPlatform()
+        print(Client(platform).get("/").status_code)
+        try:
+            SimulatorServer(platform, tls=False).start()
+        except ModuleNotFoundError as exc:
+            print(exc.name, exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert done.returncode == 0, done.stderr
+    status, error = done.stdout.splitlines()
+    assert status == "200"
+    assert error == (
+        "cheroot The simulator's server is cheroot, which Flask-Spark's testing extra "
+        "installs: pip install 'Flask-Spark[testing]'"
+    )
+
+
+@pytest.mark.slow
 def test_https_without_trustme_names_the_extra_to_install(tmp_path: Path) -> None:
     """Without trustme, the simulator over HTTPS stops with an error that says which
     extra installs it (run in a child whose trustme cannot be imported)."""
@@ -494,3 +560,144 @@ def test_https_without_trustme_names_the_extra_to_install(tmp_path: Path) -> Non
         "trustme The simulator's HTTPS needs trustme, which Flask-Spark's testing extra "
         "installs: pip install 'Flask-Spark[testing]'"
     )
+
+
+class Raw:
+    """One TLS connection to the simulator, written and read byte by byte as sent."""
+
+    def __init__(self, platform: SparkPlatform) -> None:
+        assert platform.ca_file is not None
+        context = ssl.create_default_context(cafile=platform.ca_file)
+        port = int(platform.url.rsplit(":", 1)[1])
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def answer(self) -> tuple[int, dict[str, str], bytes]:
+        """The next answer: its status, headers (lower-case names) and body."""
+        status_line = self.file.readline()
+        assert status_line.startswith(b"HTTP/1.1 "), status_line
+        headers: dict[str, str] = {}
+        while (line := self.file.readline()) not in {b"\r\n", b""}:
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = self.file.read(int(headers.get("content-length", "0")))
+        return int(status_line.split()[1]), headers, body
+
+    def closed_by_server(self) -> bool:
+        return self.file.read(1) == b""
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def connect(spark_platform: SparkPlatform) -> Iterator[Callable[[], Raw]]:
+    opened: list[Raw] = []
+
+    def new() -> Raw:
+        opened.append(Raw(spark_platform))
+        return opened[-1]
+
+    yield new
+    for raw in opened:
+        raw.close()
+
+
+def request_head(method: str, path: str, length: int | str, **headers: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {length}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    wire: Wire, spark_platform: SparkPlatform, connect: Callable[[], Raw]
+) -> None:
+    body = json.dumps(
+        {
+            "client_id": spark_platform.client_id,
+            "client_secret": spark_platform.client_secret,
+            "grant_type": "authorization_code",
+            "code": wire.code(),
+            "redirect_uri": "http://localhost/callback",
+        }
+    ).encode()
+    raw = connect()
+    head = request_head(
+        "POST",
+        "/v1/oauth2/grant",
+        len(body),
+        Content_Type="application/json",
+        Expect="100-continue",
+    )
+    raw.send(head)
+    assert raw.answer() == (100, {}, b"")  # before a byte of the body
+    raw.send(body)
+    status, _, answer = raw.answer()
+    assert status == 200
+    assert "access_token" in json.loads(answer)
+
+
+def test_a_client_stuck_in_its_tls_handshake_does_not_stall_the_others(
+    spark_platform: SparkPlatform,
+) -> None:
+    port = int(spark_platform.url.rsplit(":", 1)[1])
+    with (
+        socket.create_connection(("127.0.0.1", port)),  # never says hello
+        socket.create_connection(("127.0.0.1", port)) as halfway,
+    ):
+        halfway.sendall(b"\x16\x03\x01\x02\x00")  # the start of a ClientHello, no more
+        wire = Wire(spark_platform, timeout=3.0)
+        assert wire.request("GET", "/").status == 200
+        wire.close()
+
+
+def test_an_unread_body_up_to_16_mib_is_drained_and_the_connection_kept(
+    wire: Wire, connect: Callable[[], Raw]
+) -> None:
+    token = wire.tokens()["access_token"]
+    auth = {"Authorization": f"OAuth {token}", "X_SparkApi_User_Agent": "raw"}
+    raw = connect()
+    body = b"{" + b" " * (3 * 1024 * 1024) + b"}"  # over the 1 MiB the API reads
+    raw.send(
+        request_head("POST", "/v1/contacts", len(body), Content_Type="application/json", **auth)
+        + body
+    )
+    status, headers, _ = raw.answer()
+    assert status == 413
+    assert headers.get("connection", "").lower() != "close"
+    raw.send(request_head("GET", "/v1/system", 0, **auth))
+    assert raw.answer()[0] == 200  # the same connection
+
+
+@pytest.mark.parametrize("length", ["-1", "ten"])
+def test_a_malformed_content_length_is_refused(connect: Callable[[], Raw], length: str) -> None:
+    raw = connect()
+    raw.send(request_head("POST", "/v1/oauth2/grant", length))
+    assert raw.answer()[0] == 400
+    assert raw.closed_by_server()
+
+
+def test_a_bigger_unread_body_closes_the_connection(
+    wire: Wire, connect: Callable[[], Raw]
+) -> None:
+    token = wire.tokens()["access_token"]
+    raw = connect()
+    length = 16 * 1024 * 1024 + 2
+    head = request_head(
+        "POST",
+        "/v1/contacts",
+        length,
+        Content_Type="application/json",
+        Authorization=f"OAuth {token}",
+        X_SparkApi_User_Agent="raw",
+    )
+    raw.send(head + b"{")  # the rest never comes: the server does not wait for it
+    status, headers, _ = raw.answer()
+    assert status == 413
+    assert headers["connection"].lower() == "close"
+    assert raw.closed_by_server()

@@ -15,7 +15,7 @@ from .data import ACCOUNTS, LISTINGS, consumers
 from .faults import Fault
 from .oauth import GrantInfo
 from .platform import SparkPlatform
-from .records import HeaderDict, RecordedRequest, Stats
+from .records import RecordedRequest, Stats
 from .server import SimulatorServer
 from .signin import sign_in
 
@@ -24,7 +24,6 @@ __all__ = [
     "LISTINGS",
     "Fault",
     "GrantInfo",
-    "HeaderDict",
     "RecordedRequest",
     "SimulatorServer",
     "SparkPlatform",

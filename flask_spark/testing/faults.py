@@ -15,6 +15,9 @@ __all__ = ["FAULT_KINDS", "ROUTES", "Fault"]
 
 #: The WSGI environ key that asks the simulator's server to send an answer chunk by chunk.
 STREAM_KEY = "flask_spark.testing.stream"
+#: The WSGI environ key that asks the simulator's server to close the connection without
+#: sending the answer.
+DROP_KEY = "flask_spark.testing.drop"
 
 #: The routes a fault can target; ``"any"`` matches every request.
 ROUTES = frozenset({"authorize", "grant", "data", "revoke", "userinfo", "discovery", "any"})

@@ -3,50 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["HeaderDict", "RecordedRequest", "Stats"]
+from werkzeug.datastructures import Headers
 
-
-class HeaderDict(dict[str, str]):
-    """A plain ``dict`` of request headers whose look-ups ignore case.
-
-    Werkzeug spells header names from the WSGI environ as ``X-Sparkapi-User-Agent``; this
-    lets tests write ``headers["X-SparkApi-User-Agent"]`` as the client sent it.
-    """
-
-    def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] = ()) -> None:
-        super().__init__()
-        pairs = items.items() if isinstance(items, Mapping) else items
-        for key, value in pairs:
-            self[key] = value
-
-    def _key(self, key: str) -> str:
-        lowered = key.lower()
-        for existing in dict.keys(self):
-            if existing.lower() == lowered:
-                return existing
-        return key
-
-    def __setitem__(self, key: str, value: str) -> None:
-        existing = self._key(key)
-        if existing != key:
-            dict.__delitem__(self, existing)
-        dict.__setitem__(self, key, value)
-
-    def __getitem__(self, key: str) -> str:
-        return dict.__getitem__(self, self._key(key))
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and dict.__contains__(self, self._key(key))
-
-    def __delitem__(self, key: str) -> None:
-        dict.__delitem__(self, self._key(key))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """``dict.get`` with a case-insensitive key."""
-        return dict.get(self, self._key(key), default)
+__all__ = ["RecordedRequest", "Stats"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +52,10 @@ class RecordedRequest:
     :ivar method: the HTTP method.
     :ivar path: the URL path, without the query string.
     :ivar query: query parameters (the first value of each).
-    :ivar headers: request headers; look-ups ignore case.
+    :ivar headers: the request headers, as Werkzeug's
+        :class:`~werkzeug.datastructures.Headers`: look-ups ignore case
+        (``headers["x-sparkapi-user-agent"]``), and iterating gives ``(name, value)``
+        pairs, names spelled as the WSGI environ gives them (``X-Sparkapi-User-Agent``).
     :ivar body: the raw request body.
     :ivar json: the body parsed as JSON, or ``None`` if it is empty or not JSON.
     :ivar auth_scheme: the scheme of the ``Authorization`` header as sent
@@ -109,7 +73,7 @@ class RecordedRequest:
     method: str
     path: str
     query: dict[str, str]
-    headers: HeaderDict
+    headers: Headers
     body: bytes
     json: Any | None
     auth_scheme: str | None

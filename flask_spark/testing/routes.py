@@ -1,17 +1,15 @@
 """The simulator's WSGI side: parse each request, apply faults, answer like the platform.
 
-State changes go through :class:`~flask_spark.testing.platform.SparkPlatform`'s private
-methods, which hold its lock.
+The platform's state is read and changed through the request-handling methods of
+:class:`~flask_spark.testing.state.PlatformState`, each of which holds its lock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
 import logging
-import socket
 import time
 import traceback
 import uuid
@@ -20,21 +18,30 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import data
-from .faults import MESSAGES, STREAM_KEY, envelope_error, html_response, json_response
+from .faults import (
+    DROP_KEY,
+    MESSAGES,
+    STREAM_KEY,
+    envelope_error,
+    html_response,
+    json_response,
+)
 from .oauth import MISMATCH
+from .openid import OpenIDProvider
 from .pages import consent_page, error_page
-from .records import HeaderDict, RecordedRequest
+from .records import RecordedRequest
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from .oauth import Grant
-    from .platform import SparkPlatform
+    from .state import PlatformState
 
 __all__ = ["Router", "route_of"]
 
@@ -200,10 +207,11 @@ def _finish(request: Request, response: Response) -> dict[str, Any]:
 
 
 class Router:
-    """The WSGI application of a :class:`SparkPlatform`."""
+    """The WSGI application of a :class:`~flask_spark.testing.SparkPlatform`: answers each
+    request from, and records it in, the platform's ``state``."""
 
-    def __init__(self, platform: SparkPlatform) -> None:
-        self.platform = platform
+    def __init__(self, state: PlatformState) -> None:
+        self.state = state
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
         request = Request(environ)
@@ -211,14 +219,14 @@ class Router:
         route = route_of(request.path)
         status = 0
         sent: dict[str, Any] = {}
-        received_at = self.platform.clock()
-        self.platform._started()
+        received_at = self.state.clock()
+        self.state.started()
         try:
             response = self._serve(request, route)
             if response is not None:
                 status = response.status_code
                 sent = _finish(request, response)
-        except Exception as exc:  # never let a bug leak a token into werkzeug's log
+        except Exception as exc:  # never let a bug leak a token into the server's log
             logger.error(
                 "simulator error %s:\n%s",
                 type(exc).__name__,
@@ -228,7 +236,7 @@ class Router:
             status = 500
         finally:
             self._record(request, route, status, {**sent, "received_at": received_at})
-        if response is None:  # dropped: werkzeug's write fails on the shut socket
+        if response is None:  # dropped: the server closes the connection instead
             response = Response(b"", 500)
         return response(environ, start_response)
 
@@ -243,7 +251,7 @@ class Router:
                 method=request.method,
                 path=request.path,
                 query=request.args.to_dict(),
-                headers=HeaderDict(request.headers.items()),
+                headers=Headers(request.headers),
                 body=body,
                 json=_json_body(request) if body else None,
                 auth_scheme=_auth(request)[0],
@@ -254,17 +262,17 @@ class Router:
         except Exception as exc:
             logger.error("simulator could not record a request: %s", type(exc).__name__)
         finally:
-            self.platform._record(entry)
+            self.state.finished(entry)
 
     def _serve(self, request: Request, route: str) -> Response | None:
-        platform = self.platform
-        latency = platform.latency
+        state = self.state
+        latency = state.settings.latency
         if latency:
             time.sleep(latency)
         if route == "grant" and request.method == "POST":
-            platform._count("grant_calls")
+            state.count("grant_calls")
         elif route == "data":
-            platform._count("data_calls")
+            state.count("data_calls")
         try:
             request.get_data(cache=True)
         except HTTPException:
@@ -272,12 +280,13 @@ class Router:
         target = len(request.environ.get("PATH_INFO", "")) + len(request.query_string)
         if target > MAX_URL_LENGTH:
             return html_response(414, "URI Too Long", "The request URI is too long.")
+        server_environ = request.environ  # the server reads what the faults ask here
         if route == "data" and _overridden(request):
             request = _as_get(request)
-        fault = platform._take_fault(route)
+        fault = state.take_fault(route)
         if fault is not None:
             if fault.kind == "drop":
-                self._drop(request)
+                server_environ[DROP_KEY] = True
                 return None
             if fault.kind == "delay":
                 time.sleep(fault.delay)
@@ -285,18 +294,11 @@ class Router:
                 request.environ[_ID_TOKEN_FAULT] = fault
             elif fault.kind in {"tamper", "trickle"}:
                 if fault.kind == "trickle":
-                    request.environ[STREAM_KEY] = True
+                    server_environ[STREAM_KEY] = True
                 return fault.alter(self._dispatch(request))
             else:
                 return fault.response(route)
         return self._dispatch(request)
-
-    @staticmethod
-    def _drop(request: Request) -> None:
-        sock = request.environ.get("werkzeug.socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
     def _dispatch(self, request: Request) -> Response:
         adapter = _URL_MAP.bind_to_environ(request.environ)
@@ -314,7 +316,7 @@ class Router:
             return envelope_error(400, 1016)
         if endpoint == "revoke":
             return handler(request, **args)
-        grant = self.platform._authenticate(_auth(request)[1])
+        grant = self.state.authenticate(_auth(request)[1])
         if grant == 1020:
             return envelope_error(
                 401,
@@ -325,12 +327,13 @@ class Router:
             return envelope_error(
                 401, 1000, headers={"WWW-Authenticate": "OAuth realm='Flexmls API'"}
             )
-        if self.platform.replication_only and not request.path.startswith("/replication/"):
+        settings = self.state.settings
+        if settings.replication_only and not request.path.startswith("/replication/"):
             return envelope_error(403, 1021)
-        retry_after = self.platform._over_rate_limit(grant.client_id)
+        retry_after = self.state.over_rate_limit(grant.client_id)
         if retry_after is not None:
             return envelope_error(
-                self.platform.rate_limit_status, 1550, headers={"Retry-After": str(retry_after)}
+                settings.rate_limit_status, 1550, headers={"Retry-After": str(retry_after)}
             )
         try:
             return handler(request, grant, **args)
@@ -353,14 +356,14 @@ class Router:
     def _authorize(
         self, request: Request, portal: str | None = None, flow: str = "oauth2"
     ) -> Response:
-        platform = self.platform
+        settings = self.state.settings
         params = request.form if request.method == "POST" else request.args
         client_id = params.get("client_id", "")
         redirect_uri = params.get("redirect_uri", "")
         state = params.get("state")
-        client = platform._client(client_id)
+        client = self.state.client(client_id)
         if client is None:
-            if redirect_uri and platform._known_redirect_uri(redirect_uri):
+            if redirect_uri and self.state.known_redirect_uri(redirect_uri):
                 return _redirect(
                     redirect_uri,
                     {
@@ -409,8 +412,8 @@ class Router:
             )
         role = "vow" if portal is not None else "idx"
         decision = request.form.get("decision") if request.method == "POST" else None
-        if platform.force_deny or decision == "deny":
-            platform._count("denials")
+        if settings.force_deny or decision == "deny":
+            self.state.count("denials")
             return _redirect(
                 redirect_uri,
                 {
@@ -421,11 +424,11 @@ class Router:
             )
         # A VOW portal is signed in to by its consumers; the other endpoints by agents.
         accounts = data.consumers(portal) if portal is not None else data.ACCOUNTS
-        if decision == "approve" or (request.method == "GET" and platform.auto_approve):
+        if decision == "approve" or (request.method == "GET" and settings.auto_approve):
             user_id = request.form.get("user") or accounts[0]["Id"]
             if user_id not in {a["Id"] for a in accounts}:
                 return error_page(400, "invalid_request", "Unknown user")
-            code = platform._issue_code(
+            code = self.state.issue_code(
                 client_id,
                 redirect_uri,
                 user_id,
@@ -458,29 +461,31 @@ class Router:
                 },
                 headers=_NO_STORE,
             )
-        status, answer = self.platform._grant_request(body)
+        status, answer = self.state.grant_request(body)
         return json_response(status, answer, headers=_NO_STORE)
 
     def _revoke(self, request: Request, token: str) -> Response:
-        if not self.platform._revoke(token):
+        if not self.state.revoke(token):
             return envelope_error(401, 1000)
         return json_response(200, {"D": {"Success": True}})
 
     # -- OpenID Connect ---------------------------------------------------------------
 
     def _discovery(self, request: Request) -> Response:
-        platform = self.platform
         return json_response(
-            200, platform._openid.discovery(platform.platform_url, platform.openid_auth_methods)
+            200,
+            OpenIDProvider.discovery(
+                self.state.served_url(), self.state.settings.openid_auth_methods
+            ),
         )
 
     def _jwks(self, request: Request) -> Response:
-        return json_response(200, self.platform._openid.jwks())
+        return json_response(200, self.state.jwks())
 
     def _client_credentials(self, request: Request) -> tuple[str, str]:
         """The client's id and secret, from ``client_secret_basic`` or the form
         (``client_secret_post``), whichever the platform takes; none otherwise."""
-        methods = self.platform.openid_auth_methods
+        methods = self.state.settings.openid_auth_methods
         auth = request.authorization
         if auth is not None and auth.type == "basic":
             if "client_secret_basic" not in methods:
@@ -508,7 +513,7 @@ class Router:
         }
         body.update(client_id=client_id, client_secret=client_secret)
         fault = request.environ.get(_ID_TOKEN_FAULT)
-        status, answer = self.platform._openid_token_request(
+        status, answer = self.state.openid_token_request(
             body,
             None if fault is None else fault.claims,
             "valid" if fault is None else fault.signing,
@@ -516,7 +521,7 @@ class Router:
         return json_response(status, answer, headers=_NO_STORE)
 
     def _userinfo(self, request: Request) -> Response:
-        claims = self.platform._userinfo(_auth(request)[1])
+        claims = self.state.userinfo(_auth(request)[1])
         if claims is None:
             return json_response(
                 401,
@@ -527,9 +532,7 @@ class Router:
 
     def _openid_revoke(self, request: Request) -> Response:
         client_id, client_secret = self._client_credentials(request)
-        revoked = self.platform._openid_revoke(
-            client_id, client_secret, request.form.get("token", "")
-        )
+        revoked = self.state.openid_revoke(client_id, client_secret, request.form.get("token", ""))
         if revoked is None:
             return json_response(
                 401,
@@ -554,18 +557,18 @@ class Router:
         return _envelope([data.portal(grant.portal)])
 
     def _system(self, request: Request, grant: Grant) -> Response:
-        return _envelope([data.system(self.platform._url)])
+        return _envelope([data.system(self.state.url)])
 
     def _listing_page(self, request: Request, items: list[dict[str, Any]]) -> Response:
         args = request.args
         items = data.filter_listings(items, args.get("_filter", ""))
         items = data.order_by(items, args.get("_orderby", ""))
         found = data.page(items, args)
-        data.expand(found["Results"], args.get("_expand", ""), self.platform._url or "")
+        data.expand(found["Results"], args.get("_expand", ""), self.state.url or "")
         return json_response(200, {"D": found})
 
     def _replicated_listings(self, request: Request, grant: Grant) -> Response:
-        held = data.replication_listings(self.platform.replication_records)
+        held = data.replication_listings(self.state.settings.replication_records)
         records = data.filter_listings(held, request.args.get("_filter", ""))
         return json_response(200, {"D": data.replication_page(records, request.args)})
 
@@ -579,7 +582,7 @@ class Router:
         found = data.listing(listing_id)
         if found is None:
             return envelope_error(404, 404, f"Listing {listing_id[:40]} was not found")
-        data.expand([found], request.args.get("_expand", ""), self.platform._url or "")
+        data.expand([found], request.args.get("_expand", ""), self.state.url or "")
         return _envelope([found])
 
     def _photo(self, request: Request, listing_id: str, number: int, size: str) -> Response:
@@ -603,21 +606,21 @@ class Router:
     def _contacts(self, request: Request, grant: Grant) -> Response:
         if request.method == "POST":
             fields = data.clean_contact(self._write_body(request))
-            record = self.platform._new_contact(grant, fields)
+            record = self.state.new_contact(grant, fields)
             return _envelope([{"ResourceUri": record["ResourceUri"]}], status=201)
-        return json_response(200, {"D": data.page(self.platform._contacts(grant), request.args)})
+        return json_response(200, {"D": data.page(self.state.contacts(grant), request.args)})
 
     def _contact(self, request: Request, grant: Grant, contact_id: str) -> Response:
         if request.method in {"PUT", "PATCH"}:
             fields = data.clean_contact(self._write_body(request), partial=True)
-            if not self.platform._update_contact(grant, contact_id, fields):
+            if not self.state.update_contact(grant, contact_id, fields):
                 return envelope_error(404, 404)
             return json_response(200, {"D": {"Success": True}})
         if request.method == "DELETE":
-            if not self.platform._delete_contact(grant, contact_id):
+            if not self.state.delete_contact(grant, contact_id):
                 return envelope_error(404, 404)
             return json_response(200, {"D": {"Success": True}})
-        for record in self.platform._contacts(grant):
+        for record in self.state.contacts(grant):
             if record["Id"] == contact_id:
                 return _envelope([record])
         return envelope_error(404, 404)
