@@ -15,6 +15,7 @@ from werkzeug.routing import BuildError
 
 from .admin import GrantAdmin
 from .checks import check_instance
+from .config import is_loopback_host
 from .context import instances
 from .instance import Instance
 
@@ -166,7 +167,7 @@ def check(app_url: str, portal: str | None, instance: str | None) -> None:
 @spark_command.command("simulate")
 @click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address.")
 @click.option("--port", default=5001, show_default=True, help="The port (0 for any free one).")
-@click.option("--tls", is_flag=True, help="Serve HTTPS with a throwaway CA (needs trustme).")
+@click.option("--tls", is_flag=True, help="Serve HTTPS with a throwaway CA.")
 @click.option(
     "--redirect-uri",
     "redirect_uris",
@@ -188,12 +189,13 @@ def simulate(
     """Run the Spark platform simulator for this app's keys, in the foreground.
 
     It accepts each instance's SPARK_CLIENT_ID and SPARK_CLIENT_SECRET (any values) and the
-    app's callback URLs, and prints the settings that point the app at it.
+    app's callback URLs, and prints the settings that point the app at it. Needs
+    Flask-Spark's testing extra.
     """
     from .testing.platform import SparkPlatform
-    from .testing.server import is_loopback, serve
+    from .testing.server import serve
 
-    if not is_loopback(host):
+    if not is_loopback_host(host):
         raise click.BadParameter(f"must be a loopback address, not {host!r}", param_hint="--host")
     clients: dict[str, tuple[str, list[str]]] = {}
     for found in _instances(None):

@@ -4,6 +4,7 @@ and that reset forgets them."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -280,3 +281,30 @@ def test_clear_faults(wire: Wire, token: str, spark_platform: SparkPlatform) -> 
 def test_invalid_faults_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"."):
         Fault(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_request_in_flight_across_a_reset_leaves_no_trace_after_it(
+    wire: Wire, token: str, spark_platform: SparkPlatform
+) -> None:
+    """A request a test gave up on, still being answered when the next test resets the
+    platform, is neither recorded nor counted there, nor takes that test's faults."""
+    spark_platform.latency = 0.3  # read as the request starts; reset() sets it back
+    answers: list[int] = []
+    stray = threading.Thread(target=lambda: answers.append(account(wire, token).status))
+    stray.start()
+    deadline = time.monotonic() + 10
+    while spark_platform.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert spark_platform.in_flight == 1
+
+    spark_platform.reset()  # the next test begins
+    spark_platform.add_fault(Fault("data", "status", status=503))
+    stray.join()
+
+    assert len(answers) == 1
+    assert answers[0] != 503  # the fault waits for the new test's request
+    assert spark_platform.wait_idle()
+    assert spark_platform.requests == []
+    assert spark_platform.stats.data_calls == 0
+    assert wire.request("GET", "/v1/my/account", headers=UA).status == 503
+    assert [r.status for r in spark_platform.requests] == [503]

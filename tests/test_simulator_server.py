@@ -701,3 +701,24 @@ def test_a_bigger_unread_body_closes_the_connection(
     assert status == 413
     assert headers["connection"].lower() == "close"
     assert raw.closed_by_server()
+
+
+def test_the_simulator_command_without_cheroot_says_which_extra_to_install() -> None:
+    """``python -m flask_spark.testing`` where cheroot cannot be imported: one line that
+    names the extra, not a traceback."""
+    script = (
+        "import runpy, sys\n"
+        "sys.modules['cheroot'] = None  # as if it were not installed\n"
+        "sys.argv = ['flask_spark.testing', '--port', '0']\n"
+        "runpy.run_module('flask_spark.testing', run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        (
+            "error: The simulator's server is cheroot, which Flask-Spark's testing extra "
+            "installs: pip install 'Flask-Spark[testing]'"
+        )
+    ]

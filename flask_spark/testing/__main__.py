@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..config import is_loopback_host
 from .platform import SparkPlatform
-from .server import SimulatorServer, is_loopback, serve
+from .server import SimulatorServer, serve
 
 DEFAULT_REDIRECT_URIS = ("http://127.0.0.1:5000/callback", "http://localhost:5000/callback")
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run until Ctrl-C (or SIGTERM); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not is_loopback(args.host):
+    if not is_loopback_host(args.host):
         parser.error(f"--host must be a loopback address, not {args.host!r}")
     if args.token_lifetime < 1:
         parser.error("--token-lifetime must be at least 1")

@@ -303,7 +303,8 @@ class SparkPlatform:
     def reset(self) -> None:
         """Forget all grants, codes, issued values, counters, recorded requests, faults,
         rate-limit windows and clients added with :meth:`register_client`; restore the
-        constructor's settings. Requests in flight finish against the new state."""
+        constructor's settings. A request still in flight (one a test gave up on) finishes
+        against the new state, but is neither recorded nor counted, nor takes a fault."""
         self._state.reset()
 
     def register_client(

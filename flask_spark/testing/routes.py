@@ -15,6 +15,7 @@ import traceback
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -220,7 +221,7 @@ class Router:
         status = 0
         sent: dict[str, Any] = {}
         received_at = self.state.clock()
-        self.state.started()
+        started = self.state.started()
         try:
             response = self._serve(request, route)
             if response is not None:
@@ -235,12 +236,19 @@ class Router:
             response = envelope_error(500, 1026)
             status = 500
         finally:
-            self._record(request, route, status, {**sent, "received_at": received_at})
+            self._record(request, route, status, {**sent, "received_at": received_at}, started)
         if response is None:  # dropped: the server closes the connection instead
             response = Response(b"", 500)
         return response(environ, start_response)
 
-    def _record(self, request: Request, route: str, status: int, sent: dict[str, Any]) -> None:
+    def _record(
+        self,
+        request: Request,
+        route: str,
+        status: int,
+        sent: dict[str, Any],
+        started: Token[int | None],
+    ) -> None:
         entry: RecordedRequest | None = None
         try:
             try:
@@ -262,7 +270,7 @@ class Router:
         except Exception as exc:
             logger.error("simulator could not record a request: %s", type(exc).__name__)
         finally:
-            self.state.finished(entry)
+            self.state.finished(entry, started)
 
     def _serve(self, request: Request, route: str) -> Response | None:
         state = self.state

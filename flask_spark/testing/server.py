@@ -6,7 +6,6 @@ The HTTP server itself is cheroot's, set up in :mod:`flask_spark.testing.http_se
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import signal
@@ -18,24 +17,15 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
+from ..config import is_loopback_host
 from .platform import SparkPlatform
 
 if TYPE_CHECKING:
     from cheroot.wsgi import Server
 
-__all__ = ["SimulatorServer", "is_loopback", "serve"]
+__all__ = ["SimulatorServer", "serve"]
 
 _EXTRA = "Flask-Spark's testing extra installs: pip install 'Flask-Spark[testing]'"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback address."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class SimulatorServer:
@@ -68,7 +58,7 @@ class SimulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if not is_loopback(host):
+        if not is_loopback_host(host):
             raise ValueError(f"the simulator only listens on loopback addresses, not {host!r}")
         self.platform = platform if platform is not None else SparkPlatform()
         self.tls = tls
@@ -193,10 +183,14 @@ def serve(
     option: str = "--port",
 ) -> int:
     """Serve ``platform`` until Ctrl-C or SIGTERM, printing ``describe(server)`` once it
-    listens; returns the exit status (1 when the port cannot be bound, naming ``option``)."""
+    listens; returns the exit status: 1 when the port cannot be bound (naming
+    ``option``) or the testing extra is missing (naming it)."""
     server = SimulatorServer(platform, tls=tls, host=host, port=port)
     try:
         server.start()
+    except ModuleNotFoundError as exc:  # cheroot, or trustme for HTTPS
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # the port cannot be bound
         print(f"error: {exc}: choose another with {option} (0 picks a free one)", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
 from . import data
@@ -21,6 +22,10 @@ from .faults import Fault
 from .oauth import Client, Grant, GrantInfo, GrantStore
 from .openid import OpenIDProvider, profile_claims
 from .records import STAT_NAMES, RecordedRequest, Stats
+
+#: The reset (a generation number) before which the request being handled in this
+#: context started; ``None`` outside a request (the control API).
+_started_in: ContextVar[int | None] = ContextVar("flask_spark_simulator_request", default=None)
 
 __all__ = ["PlatformState", "Settings"]
 
@@ -75,6 +80,9 @@ class PlatformState:
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
+        # Bumped by each reset: a request started before it (one a test gave up on) is
+        # neither recorded nor counted, nor takes a fault, after it.
+        self._generation = 0
         self._url: str | None = None
         self._ca_file: str | None = None
         self._settings = initial
@@ -147,6 +155,7 @@ class PlatformState:
         """Back to the initial settings and the default client, with nothing issued,
         counted, recorded or queued."""
         with self._lock:
+            self._generation += 1
             self._settings = self._initial
             self._issued = {self._default_client.client_secret}
             self._store = GrantStore([self._default_client], self._issued, self.clock)
@@ -271,27 +280,40 @@ class PlatformState:
 
     # -- request handling: each request is started, then finished ----------------------
 
-    def started(self) -> None:
-        """A request is being handled."""
+    def started(self) -> Token[int | None]:
+        """A request is being handled (in this thread, until :meth:`finished`)."""
         with self._lock:
             self._in_flight += 1
+            return _started_in.set(self._generation)
 
-    def finished(self, entry: RecordedRequest | None) -> None:
-        """A request :meth:`started` is done; record it unless ``None``."""
+    def finished(self, entry: RecordedRequest | None, started: Token[int | None]) -> None:
+        """A request :meth:`started` is done; record it unless ``None`` or it started
+        before the last :meth:`reset`."""
         with self._lock:
-            if entry is not None:
+            if entry is not None and self._counts():
                 self._requests.append(entry)
             self._in_flight -= 1
             self._idle.notify_all()
+        _started_in.reset(started)
+
+    def _counts(self) -> bool:
+        """Whether what is done now counts (under the lock): a control call, or a request
+        that started after the last :meth:`reset`."""
+        started = _started_in.get()
+        return started is None or started == self._generation
 
     def count(self, name: str) -> None:
         """Add one to a counter of :class:`Stats`."""
         with self._lock:
-            self._counters[name] += 1
+            if self._counts():
+                self._counters[name] += 1
 
     def take_fault(self, route: str) -> Fault | None:
-        """The first queued fault for a request of ``route``, counted as used once."""
+        """The first queued fault for a request of ``route``, counted as used once (none
+        for a request that started before the last :meth:`reset`)."""
         with self._lock:
+            if not self._counts():
+                return None
             for entry in self._faults:
                 fault: Fault = entry[0]
                 if fault.applies_to(route):
@@ -327,7 +349,7 @@ class PlatformState:
     ) -> str:
         """An authorization code (counted as an authorization)."""
         with self._lock:
-            self._counters["authorizations"] += 1
+            self.count("authorizations")
             return self._store.issue_code(
                 client_id, redirect_uri, user_id, role, portal, flow=flow, nonce=nonce
             )
@@ -340,7 +362,7 @@ class PlatformState:
                 body, settings.token_lifetime, settings.code_lifetime
             )
             if counter is not None:
-                self._counters[counter] += 1
+                self.count(counter)
             return status, answer
 
     def openid_token_request(
@@ -355,7 +377,7 @@ class PlatformState:
                 body, settings.token_lifetime, settings.code_lifetime, flow="openid"
             )
             if counter is not None:
-                self._counters[counter] += 1
+                self.count(counter)
             if status != 200:
                 return status, answer
             grant = self._store.by_access[answer["access_token"]]
@@ -398,7 +420,7 @@ class PlatformState:
             if grant is None or grant.client_id != client_id:
                 return False
             self._store.drop(grant)
-            self._counters["revocations"] += 1
+            self.count("revocations")
             return True
 
     def revoke(self, access_token: str) -> bool:
@@ -408,7 +430,7 @@ class PlatformState:
             if grant is None:
                 return False
             self._store.drop(grant)
-            self._counters["revocations"] += 1
+            self.count("revocations")
             return True
 
     # -- request handling: data --------------------------------------------------------
@@ -429,7 +451,7 @@ class PlatformState:
             while times and times[0] <= now - window:
                 times.popleft()
             if len(times) >= limit:
-                self._counters["rate_limited"] += 1
+                self.count("rate_limited")
                 return max(1, math.ceil(times[0] + window - now))
             times.append(now)
             return None
