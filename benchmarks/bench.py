@@ -153,7 +153,7 @@ def build_app(
     )
     app.config.update(extra)
     Session(app)
-    Spark(app)
+    app.extensions["bench.spark"] = Spark(app)  # to close it at the end
     shared: dict[str, Any] = {}
     raw_pool = urllib3.PoolManager(ca_certs=ca_file, maxsize=8, retries=False)
 
@@ -500,8 +500,7 @@ def run(control: Any, redis_server: RedisServer, rounds: int, calls: int) -> Non
     print(f"  {'its session blob':<40}{session_bytes:>9} bytes")
     store.close()
     for store_app, _ in apps.values():
-        store_app.extensions["spark"].transport.close()
-        store_app.extensions["spark"].tokens.store.close()
+        store_app.extensions["bench.spark"].close(store_app)
         store_app.config["SESSION_REDIS"].close()
     shutil.rmtree(sqlite_dir, ignore_errors=True)
 
@@ -571,8 +570,7 @@ def replication(control: Any, redis_server: RedisServer, ca_file: str, records: 
     rate = result["count"] / result["seconds"]
     count, calls = int(result["count"]), int(result["calls"])
     print(f"  {count:<16}{calls:>8}{result['seconds']:>10.2f}{rate:>12.0f}")
-    app.extensions["spark"].transport.close()
-    app.extensions["spark"].tokens.store.close()
+    app.extensions["bench.spark"].close(app)
 
 
 def portal_env(control: Any, redis_server: RedisServer, **extra: Any) -> dict[str, str]:

@@ -16,8 +16,8 @@ from werkzeug.routing import BuildError
 from .admin import GrantAdmin
 from .checks import check_instance
 from .config import is_loopback_host
-from .context import instances
 from .instance import Instance
+from .registry import instances
 
 if TYPE_CHECKING:
     from .testing.server import SimulatorServer

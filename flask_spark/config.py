@@ -328,46 +328,55 @@ def load_config(
 
 
 def _load_config(config: Mapping[str, Any], has_portal_loader: bool) -> SparkConfig:
+    # Read in this order, which says which key a config with several faults is told about.
     client_id, client_secret = _credentials(config)
     role, portal = _role_and_portal(config, has_portal_loader)
     allow_http = _bool(config, "SPARK_ALLOW_HTTP_LOOPBACK", False)
-    platform_url = _check_base_url(
-        "SPARK_PLATFORM_URL", config.get("SPARK_PLATFORM_URL", DEFAULT_PLATFORM_URL), allow_http
+    platform_url, api_url, replication_url = (
+        _check_base_url(key, config.get(key, default), allow_http)
+        for key, default in (
+            ("SPARK_PLATFORM_URL", DEFAULT_PLATFORM_URL),
+            ("SPARK_API_URL", DEFAULT_API_URL),
+            ("SPARK_REPLICATION_URL", DEFAULT_REPLICATION_URL),
+        )
     )
+    redirect_uri = _redirect_uri(config)
+    login_redirect = _required_str(config, "SPARK_LOGIN_REDIRECT", "/")
+    ca_certs = _str(config, "SPARK_CA_CERTS")
     access_token, refresh_token = _app_tokens(config)
-    auth_flow, openid_scope = _flow(config, role)
+    auth_flow = _flow(config, role)
+    token_scheme = _choice(config, "SPARK_TOKEN_SCHEME", _SCHEMES)
+    openid_scope = _required_str(config, "SPARK_OPENID_SCOPE", DEFAULT_OPENID_SCOPE)
+    if "openid" not in openid_scope.split():
+        raise ConfigurationError("SPARK_OPENID_SCOPE", "must include 'openid'")
+    openid_discovery_url = _check_base_url(
+        "SPARK_OPENID_DISCOVERY_URL",
+        config.get(
+            "SPARK_OPENID_DISCOVERY_URL", f"{platform_url}/.well-known/openid-configuration"
+        ),
+        allow_http,
+    )
+    user_agent = _required_str(config, "SPARK_USER_AGENT", DEFAULT_USER_AGENT)
     timeout = _number(config, "SPARK_TIMEOUT", DEFAULT_TIMEOUT, 0.01)
     return SparkConfig(
         client_id=client_id,
         client_secret=client_secret,
-        redirect_uri=_redirect_uri(config),
+        redirect_uri=redirect_uri,
         role=role,
         portal=portal,
         auth_flow=auth_flow,
         openid_scope=openid_scope,
         openid_leeway=_number(config, "SPARK_OPENID_LEEWAY", DEFAULT_OPENID_LEEWAY, 0),
-        openid_discovery_url=_check_base_url(
-            "SPARK_OPENID_DISCOVERY_URL",
-            config.get(
-                "SPARK_OPENID_DISCOVERY_URL", f"{platform_url}/.well-known/openid-configuration"
-            ),
-            allow_http,
-        ),
-        token_scheme=_choice(config, "SPARK_TOKEN_SCHEME", _SCHEMES),
+        openid_discovery_url=openid_discovery_url,
+        token_scheme=token_scheme,
         platform_url=platform_url,
-        api_url=_check_base_url(
-            "SPARK_API_URL", config.get("SPARK_API_URL", DEFAULT_API_URL), allow_http
-        ),
-        replication_url=_check_base_url(
-            "SPARK_REPLICATION_URL",
-            config.get("SPARK_REPLICATION_URL", DEFAULT_REPLICATION_URL),
-            allow_http,
-        ),
-        user_agent=_required_str(config, "SPARK_USER_AGENT", DEFAULT_USER_AGENT),
-        login_redirect=_required_str(config, "SPARK_LOGIN_REDIRECT", "/"),
+        api_url=api_url,
+        replication_url=replication_url,
+        user_agent=user_agent,
+        login_redirect=login_redirect,
         allow_http_loopback=allow_http,
         timeout=timeout,
-        ca_certs=_str(config, "SPARK_CA_CERTS"),
+        ca_certs=ca_certs,
         token_leeway=_number(config, "SPARK_TOKEN_LEEWAY", DEFAULT_TOKEN_LEEWAY, 0),
         state_lifetime=_number(config, "SPARK_STATE_LIFETIME", DEFAULT_STATE_LIFETIME, 1),
         retries=_int(config, "SPARK_RETRIES", DEFAULT_RETRIES, 0),
@@ -454,8 +463,8 @@ def _app_tokens(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return access_token, refresh_token
 
 
-def _flow(config: Mapping[str, Any], role: Role) -> tuple[AuthFlow, str]:
-    """``SPARK_AUTH_FLOW`` (OAuth 2 only for VOW) and ``SPARK_OPENID_SCOPE``."""
+def _flow(config: Mapping[str, Any], role: Role) -> AuthFlow:
+    """``SPARK_AUTH_FLOW``: OAuth 2, or OpenID Connect (not for VOW)."""
     auth_flow = _choice(config, "SPARK_AUTH_FLOW", _FLOWS)
     if auth_flow == "openid" and role == "vow":
         raise ConfigurationError(
@@ -463,10 +472,7 @@ def _flow(config: Mapping[str, Any], role: Role) -> tuple[AuthFlow, str]:
             "VOW portals sign in with OAuth 2 only: the platform documents no OpenID "
             "Connect sign-in for VOW keys; use 'oauth2' (the default)",
         )
-    openid_scope = _required_str(config, "SPARK_OPENID_SCOPE", DEFAULT_OPENID_SCOPE)
-    if "openid" not in openid_scope.split():
-        raise ConfigurationError("SPARK_OPENID_SCOPE", "must include 'openid'")
-    return auth_flow, openid_scope
+    return auth_flow
 
 
 def _rate_limit(config: Mapping[str, Any], role: Role) -> int | None:

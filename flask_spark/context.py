@@ -1,7 +1,7 @@
-"""Where an app keeps its instances and which one serves a request; what a request knows
-of its sign-in: its scope and portal, its grant, its API client, account and user, each
-resolved at most once per request; the proxies :data:`spark_api`, :data:`spark_account`
-and :data:`spark_user`; and :func:`spark_login_required`."""
+"""What a request knows of its sign-in: its scope and portal, its grant, its API client,
+account and user, each resolved at most once per request; the proxies
+:data:`spark_api`, :data:`spark_account` and :data:`spark_user`; and
+:func:`spark_login_required`."""
 
 from __future__ import annotations
 
@@ -9,91 +9,20 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import current_app, g, has_request_context
 from werkzeug.exceptions import NotFound
 from werkzeug.local import LocalProxy
 
 from .account import SparkAccount
 from .client import GrantLoader, SparkClient
-from .config import DEFAULT_INSTANCE, normalize_portal
+from .config import normalize_portal
 from .errors import ConfigurationError, NotSignedIn
 from .instance import Instance
+from .registry import serving_instance
 from .sessions import require_session_store, session_bindings
 from .stores.base import Grant, GrantKey
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: ``app.extensions`` key of every instance, by name (the default one's is also
-#: ``app.extensions["spark"]``).
-INSTANCES = "spark.instances"
-
-
-def instances(app: Flask | None = None) -> dict[str, Instance]:
-    """Every instance on ``app`` (the current app), by name."""
-    target = app or current_app
-    return cast("dict[str, Instance]", target.extensions.get(INSTANCES, {}))
-
-
-def add_instance(app: Flask, instance: Instance) -> None:
-    """Keep ``instance`` on ``app`` (the default one also as ``app.extensions["spark"]``)."""
-    app.extensions.setdefault(INSTANCES, {})[instance.name] = instance
-    if instance.name == DEFAULT_INSTANCE:
-        app.extensions["spark"] = instance
-
-
-def instance_named(app: Flask | None = None, name: str | None = None) -> Instance:
-    """Instance ``name`` of ``app`` (the current app): the default one, or with
-    ``name=None`` the only one there is.
-
-    :raises RuntimeError: there is no such instance.
-    """
-    found = instances(app)
-    if name is None:
-        if DEFAULT_INSTANCE in found or len(found) != 1:
-            name = DEFAULT_INSTANCE
-        else:
-            (name,) = found
-    try:
-        return found[name]
-    except KeyError:
-        if not found:
-            message = (
-                "Flask-Spark is not set up on this app: call Spark(app) or spark.init_app(app)"
-            )
-        else:
-            message = f"no Spark instance named {name!r} on this app (there are {sorted(found)})"
-        raise RuntimeError(message) from None
-
-
-def serving_instance() -> Instance:
-    """The instance that serves the current request: the one whose blueprint holds the
-    view, else the one with the longest URL prefix over the path, else the default (or the
-    only) instance. Outside a request, the default (or only) instance.
-
-    :raises RuntimeError: several instances, no default, and none serves this request.
-    """
-    if not has_request_context():
-        return instance_named()
-    cached = g.get("_spark_serving")
-    if cached is not None:
-        return cast(Instance, cached)
-    found = instances()
-    chosen: Instance | None = None
-    if len(found) == 1:
-        (chosen,) = found.values()
-    else:
-        chosen = next((found[bp] for bp in request.blueprints if bp in found), None)
-        if chosen is None:
-            under = [instance for instance in found.values() if instance.serves(request.path)]
-            under.sort(key=lambda instance: len(instance.url_prefix or ""), reverse=True)
-            chosen = under[0] if under else found.get(DEFAULT_INSTANCE)
-    if chosen is None:
-        raise RuntimeError(
-            "no Spark instance serves this request (and there is no default one): name "
-            "one, as spark.api or spark.account"
-        )
-    g._spark_serving = chosen
-    return chosen
 
 
 def _request_cache(instance: Instance) -> dict[str, Any]:
@@ -237,7 +166,7 @@ spark_user: Any = LocalProxy(
 )
 
 
-def login_required(view: F, find: Callable[[], Instance]) -> F:
+def require_sign_in(view: F, find: Callable[[], Instance]) -> F:
     """``view``, let in only when the instance ``find`` returns has a signed-in user."""
 
     @functools.wraps(view)
@@ -262,15 +191,20 @@ def spark_login_required(view: F) -> F:
     def`` (with Flask's ``async`` extra), as Flask runs it through ``ensure_sync``.
     :meth:`Spark.login_required` names an instance instead.
     """
-    return login_required(view, serving_instance)
+    return require_sign_in(view, serving_instance)
 
 
 __all__ = [
+    "account_of",
+    "client_of",
     "current_grant",
     "current_scope",
     "forget_current",
+    "new_client",
+    "require_sign_in",
     "spark_account",
     "spark_api",
     "spark_login_required",
     "spark_user",
+    "user_of",
 ]

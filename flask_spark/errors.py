@@ -13,6 +13,9 @@ The tree::
 
 No message ever contains a token, code, state or the client secret: they carry the
 platform's error code and description, the HTTP status and the path, nothing more.
+
+:class:`SparkWarning`, a :class:`UserWarning`, is what Flask-Spark warns with: a setting
+that works but will hurt.
 """
 
 from __future__ import annotations

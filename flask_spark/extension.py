@@ -13,19 +13,11 @@ from .admin import GrantAdmin
 from .cli import spark_command
 from .client import SparkClient
 from .config import DEFAULT_INSTANCE, default_scope
-from .context import (
-    account_of,
-    add_instance,
-    client_of,
-    instance_named,
-    instances,
-    login_required,
-    new_client,
-    user_of,
-)
+from .context import account_of, client_of, new_client, require_sign_in, user_of
 from .errors import ConfigurationError
 from .handlers import install
 from .instance import AccountLoader, Instance, Loaders, PortalLoader
+from .registry import add_instance, instance_named, instances
 from .stores import GrantStore
 from .views import make_blueprint
 from .wiring import build_instance, opened_stores
@@ -191,7 +183,7 @@ class Spark:
     def login_required(self, view: F) -> F:
         """:func:`spark_login_required` for this instance, whichever instance serves the
         request."""
-        return login_required(view, self._instance)
+        return require_sign_in(view, self._instance)
 
     # -- outside a request ---------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from .context import instances, serving_instance
 from .errors import NotSignedIn, PlatformUnavailable, RateLimited, SparkError, StoreUnavailable
 from .pages import unauthorized, unavailable
+from .registry import instances, serving_instance
 from .sessions import guard_session_interface
 
 

@@ -53,8 +53,8 @@ class Instance:
     loaders: Loaders = field(default_factory=Loaders)
     #: :meth:`~flask_spark.Spark.close` has released its connections.
     closed: bool = False
-    #: The :class:`~flask_spark.Spark` object that set this instance up (for an app's
-    #: code that holds only the app; Flask-Spark itself never goes back to it).
+    #: The :class:`~flask_spark.Spark` object that set this instance up (for code that
+    #: holds only the app, such as tests; Flask-Spark itself never goes back to it).
     extension: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, has_request_context, redirect, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from .context import current_grant, current_scope, forget_current, serving_instance
+from .context import current_grant, current_scope, forget_current
 from .errors import (
     IdTokenRejected,
     PlatformUnavailable,
@@ -27,6 +27,7 @@ from .grant import GrantError
 from .instance import Instance
 from .pages import clean_description, error_page, private, uncached
 from .redirects import safe_next
+from .registry import serving_instance
 from .sessions import (
     browser_data,
     owned_here,

@@ -94,7 +94,8 @@ def _require_server_side_sessions(app: Flask) -> None:
 
 
 def _warn(message: str) -> None:
-    # stacklevel: the app's own call of Spark(app) or init_app(app).
+    # stacklevel: the caller of init_app (the app's code, or Spark(app) when the app is
+    # given to the constructor).
     warnings.warn(message, SparkWarning, stacklevel=5)
 
 
