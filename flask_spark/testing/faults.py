@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from werkzeug.wrappers import Response
+
+from .pages import html_response
 
 __all__ = ["FAULT_KINDS", "ROUTES", "Fault"]
 
@@ -260,20 +261,3 @@ def envelope_error(
     return json_response(
         status, {"D": {"Success": False, "Code": code, "Message": text}}, headers=headers
     )
-
-
-def html_response(
-    status: int,
-    title: str,
-    *paragraphs: str,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """A small HTML page; ``title`` and ``paragraphs`` are escaped."""
-    body = "".join(f"<p>{html.escape(p)}</p>\n" for p in paragraphs)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head>\n"
-        f"<body>\n<h1>{html.escape(title)}</h1>\n{body}</body>\n</html>\n"
-    )
-    return Response(page, status, headers=headers, content_type="text/html; charset=utf-8")

@@ -28,14 +28,34 @@ _HEADERS = {
 }
 
 
-def _page(status: int, title: str, body: str) -> Response:
+def _page(
+    status: int, title: str, body: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A page of the simulator: ``body`` (markup) under ``title`` (escaped), styled,
+    uncached, never framed; ``headers`` added."""
     text = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"
         f"<body>\n{body}</body>\n</html>\n"
     )
-    return Response(text, status, headers=_HEADERS, content_type="text/html; charset=utf-8")
+    return Response(
+        text,
+        status,
+        headers={**_HEADERS, **(headers or {})},
+        content_type="text/html; charset=utf-8",
+    )
+
+
+def html_response(
+    status: int,
+    title: str,
+    *paragraphs: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A small error page: ``title`` as its heading and ``paragraphs``, all escaped."""
+    body = "".join(f"<p>{html.escape(p)}</p>\n" for p in paragraphs)
+    return _page(status, title, f"<h1>{html.escape(title)}</h1>\n{body}", headers)
 
 
 def consent_page(

@@ -30,12 +30,11 @@ from .faults import (
     MESSAGES,
     STREAM_KEY,
     envelope_error,
-    html_response,
     json_response,
 )
 from .oauth import MISMATCH
 from .openid import OpenIDProvider
-from .pages import consent_page, error_page
+from .pages import consent_page, error_page, html_response
 from .records import RecordedRequest
 
 if TYPE_CHECKING:
