@@ -214,12 +214,10 @@ def build_app(
 def sign_in(client: FlaskClient, control: Any) -> float:
     """One whole sign-in through the simulator (:func:`flask_spark.testing.sign_in`);
     returns its wall time in seconds."""
-    # The simulator runs in the manager's process: what sign_in needs of it, read once.
-    platform = _platforms.get(id(control))
-    if platform is None:
-        platform = _platforms[id(control)] = SimpleNamespace(
-            platform_url=control.url(), ca_file=control.ca_file(), auto_approve=True
-        )
+    # The simulator runs in the manager's process: what sign_in needs of it.
+    platform = SimpleNamespace(
+        platform_url=control.url(), ca_file=control.ca_file(), auto_approve=True
+    )
     start = time.perf_counter()
     done = testing_sign_in(client, platform)
     elapsed = time.perf_counter() - start
@@ -227,7 +225,6 @@ def sign_in(client: FlaskClient, control: Any) -> float:
     return elapsed
 
 
-_platforms: dict[int, SimpleNamespace] = {}
 _pools: dict[str, urllib3.PoolManager] = {}
 
 

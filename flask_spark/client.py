@@ -321,8 +321,9 @@ class SparkClient:
             if exc.instance is None:
                 exc.instance = self._instance
             raise
+        assert self._grant is not None  # _ready_grant raised without one
         try:
-            return _result(reply, self._grant.access_token if self._grant else "")
+            return _result(reply, self._grant.access_token)
         except (SparkAPIError, PlatformUnavailable) as exc:
             log.warning(
                 "Spark API call failed: %s %s answered HTTP %s, code %s, request id %s",
